@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import path
+
+from retellghl.health import healthz
+
+admin.site.site_header = "retellghl"
+admin.site.site_title = "retellghl admin"
+admin.site.index_title = "Retell ↔ GoHighLevel"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]
