@@ -1,0 +1,148 @@
+import json
+
+from django.contrib import admin
+from django.utils import timezone
+from django.utils.html import format_html
+
+from calls.models import Call, CallEvent, GhlSyncTask, ToolInvocation
+
+
+def pretty_json(value):
+    return format_html(
+        "<pre style='white-space:pre-wrap;max-height:40em;overflow:auto'>{}</pre>",
+        json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True),
+    )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Log rows are written by the system; operators read them (and retry sync tasks)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class CallEventInline(admin.TabularInline):
+    model = CallEvent
+    fields = ["event", "received_at", "delivery_count", "status", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+class GhlSyncTaskInline(admin.TabularInline):
+    model = GhlSyncTask
+    fields = ["kind", "status", "attempts", "next_attempt_at", "ghl_id", "last_error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Call)
+class CallAdmin(ReadOnlyAdmin):
+    list_display = [
+        "call_id",
+        "started_at",
+        "direction",
+        "from_number",
+        "to_number",
+        "agent",
+        "status",
+        "duration_ms",
+        "user_sentiment",
+        "call_successful",
+        "ghl_sync_status",
+    ]
+    list_filter = ["direction", "status", "ghl_sync_status", "user_sentiment", "call_successful", "agent"]
+    search_fields = ["call_id", "from_number", "to_number", "ghl_contact_id", "agent_name"]
+    date_hierarchy = "started_at"
+    list_select_related = ["agent"]
+    inlines = [CallEventInline, GhlSyncTaskInline]
+    exclude = ["transcript_object", "transcript_with_tool_calls", "call_analysis", "call_cost"]
+    readonly_fields = ["analysis_json", "cost_json"]
+
+    @admin.display(description="Call analysis")
+    def analysis_json(self, obj):
+        return pretty_json(obj.call_analysis)
+
+    @admin.display(description="Cost")
+    def cost_json(self, obj):
+        return pretty_json(obj.call_cost)
+
+
+@admin.register(CallEvent)
+class CallEventAdmin(ReadOnlyAdmin):
+    list_display = ["event", "retell_call_id", "received_at", "delivery_count", "status"]
+    list_filter = ["event", "status"]
+    search_fields = ["retell_call_id", "event", "dedupe_key"]
+    date_hierarchy = "received_at"
+    exclude = ["payload", "raw_body"]
+    readonly_fields = ["payload_json"]
+
+    @admin.display(description="Payload (as received)")
+    def payload_json(self, obj):
+        return (
+            pretty_json(obj.payload)
+            if obj.payload is not None
+            else format_html("<pre>{}</pre>", obj.raw_body)
+        )
+
+
+@admin.register(ToolInvocation)
+class ToolInvocationAdmin(ReadOnlyAdmin):
+    list_display = ["tool_name", "call_id", "source", "status", "success", "latency_ms", "created_at"]
+    list_filter = ["tool_name", "source", "status", "success"]
+    search_fields = ["call_id", "tool_name", "error"]
+    date_hierarchy = "created_at"
+    exclude = ["arguments", "result"]
+    readonly_fields = ["arguments_json", "result_json"]
+
+    @admin.display(description="Arguments")
+    def arguments_json(self, obj):
+        return pretty_json(obj.arguments)
+
+    @admin.display(description="Result")
+    def result_json(self, obj):
+        return pretty_json(obj.result)
+
+
+class HasErrorFilter(admin.SimpleListFilter):
+    title = "has error"
+    parameter_name = "has_error"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(last_error="")
+        if self.value() == "no":
+            return queryset.filter(last_error="")
+        return queryset
+
+
+@admin.register(GhlSyncTask)
+class GhlSyncTaskAdmin(ReadOnlyAdmin):
+    list_display = ["dedupe_key", "kind", "status", "attempts", "next_attempt_at", "ghl_id", "last_error"]
+    list_filter = ["status", "kind", HasErrorFilter]
+    search_fields = ["dedupe_key", "call__call_id", "ghl_id", "last_error"]
+    date_hierarchy = "created_at"
+    list_select_related = ["call"]
+    actions = ["retry_selected"]
+    exclude = ["payload"]
+    readonly_fields = ["payload_json"]
+
+    @admin.display(description="Payload")
+    def payload_json(self, obj):
+        return pretty_json(obj.payload)
+
+    @admin.action(description="Retry selected")
+    def retry_selected(self, request, queryset):
+        from calls import outbox
+
+        count = outbox.retry_tasks(queryset.exclude(status=GhlSyncTask.Status.RUNNING), now=timezone.now())
+        self.message_user(request, f"{count} sync task(s) queued for retry.")
