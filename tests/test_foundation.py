@@ -1,0 +1,151 @@
+"""The foundation: settings, encrypted tokens, default location, admin and the health endpoint."""
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from integrations.errors import NotConfigured
+from integrations.models import Agent, GhlLocation
+
+
+@pytest.mark.django_db
+def test_location_token_is_encrypted_at_rest_and_readable_in_python():
+    location = GhlLocation.objects.create(location_id="loc_X", name="X", token="pit-secret-123")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT token FROM integrations_ghllocation WHERE id = %s", [location.pk])
+        (stored,) = cursor.fetchone()
+    assert "pit-secret-123" not in stored
+    assert stored.startswith("fernet:")
+    assert GhlLocation.objects.get(pk=location.pk).token == "pit-secret-123"
+
+
+@pytest.mark.django_db
+def test_default_location_is_seeded_from_the_environment(settings):
+    location = GhlLocation.objects.default()
+    assert location.location_id == settings.GHL_LOCATION_ID
+    assert location.token == ""  # nothing stored: the env token serves it
+    assert location.api_token == settings.GHL_API_TOKEN
+    assert GhlLocation.objects.default().pk == location.pk  # created once
+
+
+@pytest.mark.django_db
+def test_no_default_location_fails_clearly(settings):
+    settings.GHL_LOCATION_ID = ""
+    GhlLocation.objects.create(location_id="loc_A", name="A")
+    GhlLocation.objects.create(location_id="loc_B", name="B")
+    with pytest.raises(NotConfigured, match="GHL_LOCATION_ID"):
+        GhlLocation.objects.default()
+
+
+@pytest.mark.django_db
+def test_location_without_token_cannot_build_a_client():
+    location = GhlLocation.objects.create(location_id="loc_NoToken", name="No token")
+    with pytest.raises(NotConfigured):
+        location.client()
+
+
+@pytest.mark.django_db
+def test_agent_defaults_to_acting_on_ended_and_analyzed(location):
+    agent = Agent.objects.create(retell_agent_id="agent_1", name="A", location=location)
+    assert agent.acts_on("call_ended") and agent.acts_on("call_analyzed")
+    assert not agent.acts_on("call_started")
+    agent.is_active = False
+    assert not agent.acts_on("call_ended")
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_queue(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert body["queue"]["ok"] is True and body["queue"]["broker"] in ("orm", "redis")
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_the_database_fails(client, monkeypatch):
+    from retellghl import health
+
+    def broken():
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(health, "_database", broken)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"] == {"ok": False, "error": "ConnectionError: database is down"}
+
+
+ADMIN_MODELS = [
+    ("integrations", "ghllocation"),
+    ("integrations", "agent"),
+    ("calls", "call"),
+    ("calls", "callevent"),
+    ("calls", "toolinvocation"),
+    ("calls", "ghlsynctask"),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("app,model", ADMIN_MODELS)
+def test_every_model_is_browsable_and_searchable_in_the_admin(admin_client, agent, app, model):
+    from calls.models import Call, CallEvent, GhlSyncTask, ToolInvocation
+
+    call = Call.objects.create(call_id="call_abc", agent=agent, from_number="+14155550123")
+    CallEvent.objects.create(call=call, retell_call_id="call_abc", event="call_ended", raw_body="{}")
+    ToolInvocation.objects.create(call_id="call_abc", tool_name="lookup_contact", source="mcp")
+    GhlSyncTask.objects.create(call=call, kind="note", dedupe_key="call:call_abc:note")
+
+    changelist = reverse(f"admin:{app}_{model}_changelist")
+    assert admin_client.get(changelist).status_code == 200
+    assert admin_client.get(changelist, {"q": "abc"}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_admin_never_shows_a_stored_token(admin_client):
+    location = GhlLocation.objects.create(location_id="loc_S", name="S", token="pit-very-secret")
+    page = admin_client.get(reverse("admin:integrations_ghllocation_change", args=[location.pk]))
+    assert page.status_code == 200
+    assert b"pit-very-secret" not in page.content
+    listing = admin_client.get(reverse("admin:integrations_ghllocation_changelist"))
+    assert b"pit-very-secret" not in listing.content and b"stored (encrypted)" in listing.content
+
+
+@pytest.mark.django_db
+def test_admin_token_field_is_write_only(admin_client):
+    location = GhlLocation.objects.create(location_id="loc_W", name="W", token="pit-old")
+    url = reverse("admin:integrations_ghllocation_change", args=[location.pk])
+    form = {
+        "name": "W",
+        "location_id": "loc_W",
+        "timezone": "UTC",
+        "default_calendar_id": "",
+        "new_token": "",
+    }
+    assert admin_client.post(url, form).status_code == 302
+    assert GhlLocation.objects.get(pk=location.pk).token == "pit-old"  # empty keeps it
+    assert admin_client.post(url, {**form, "new_token": "pit-new"}).status_code == 302
+    assert GhlLocation.objects.get(pk=location.pk).token == "pit-new"
+    assert admin_client.post(url, {**form, "timezone": "Mars/Olympus"}).status_code == 200  # invalid tz
+
+
+@pytest.mark.django_db
+def test_admin_retry_selected_requeues_failed_sync_tasks(admin_client, agent):
+    from calls.models import Call, GhlSyncTask
+
+    call = Call.objects.create(call_id="call_r", agent=agent)
+    task = GhlSyncTask.objects.create(
+        call=call,
+        kind="note",
+        dedupe_key="call:call_r:note",
+        status="failed",
+        attempts=8,
+        last_error="HTTP 500",
+    )
+    url = reverse("admin:calls_ghlsynctask_changelist")
+    response = admin_client.post(
+        url, {"action": "retry_selected", "_selected_action": [task.pk]}, follow=True
+    )
+    assert b"1 sync task(s) queued for retry." in response.content
+    task.refresh_from_db()
+    assert task.status == "pending" and task.next_attempt_at is not None
