@@ -196,6 +196,8 @@ class GhlSyncTask(models.Model):
     max_attempts = models.PositiveIntegerField(default=8)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Set when new data arrives while the task runs: the worker then re-runs it instead of finishing.
+    rerun_requested = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
     ghl_id = models.CharField(max_length=64, blank=True, help_text="Id of what GHL created (e.g. the note).")
     created_at = models.DateTimeField(auto_now_add=True)

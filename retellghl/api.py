@@ -1,5 +1,7 @@
 """JSON error answers shared by every endpoint: a 4xx with `{"error": code, "message": text}`."""
 
+import functools
+
 from django.http import JsonResponse
 from rest_framework.views import exception_handler
 
@@ -17,3 +19,20 @@ def json_exception_handler(exc, context):
         code = getattr(exc, "default_code", "error")
         response.data = {"error": str(code), "message": str(detail or exc)}
     return response
+
+
+def allow_methods(*methods):
+    """Like Django's require_http_methods, but the 405 answer is JSON like every other error."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if request.method not in methods:
+                response = json_error(405, "method_not_allowed", f"Use {' or '.join(methods)}.")
+                response["Allow"] = ", ".join(methods)
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

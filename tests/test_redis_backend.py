@@ -42,3 +42,25 @@ def test_queue_runs_tasks_through_redis():
 def test_healthz_reports_the_redis_broker(client):
     body = client.get("/healthz").json()
     assert body["queue"]["ok"] is True and body["queue"]["broker"] == "redis"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_post_call_pipeline_runs_through_the_redis_broker(client, agent):
+    import responses
+    from django_q.brokers import get_broker
+
+    from calls.models import GhlSyncTask
+    from tests.conftest import fixture_bytes, post_signed
+    from tests.ghl_fake import FakeGhl
+    from tests.redis_queue import drain
+
+    get_broker().purge_queue()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        ghl = FakeGhl(rsps)
+        assert (
+            post_signed(client, "/api/webhooks/retell", fixture_bytes("retell_call_ended")).status_code == 204
+        )
+        funcs = [result["func"] for result in drain()]
+        assert funcs == ["calls.pipeline.process_call_event", "calls.outbox.run_task"]
+        assert len(ghl.notes_for("c_Dana7Lee01")) == 1
+    assert GhlSyncTask.objects.get().status == "done"
