@@ -80,7 +80,7 @@ class CallEventAdmin(ReadOnlyAdmin):
     list_filter = ["event", "status"]
     search_fields = ["retell_call_id", "event", "dedupe_key"]
     date_hierarchy = "received_at"
-    exclude = ["payload", "raw_body"]
+    exclude = ["raw_body"]
     readonly_fields = ["payload_json"]
 
     @admin.display(description="Payload (as received)")

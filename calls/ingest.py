@@ -54,34 +54,33 @@ def ingest_retell_event(raw_body):
         CallEvent.objects.create(raw_body=raw_text, status=CallEvent.Status.INVALID, error=exc.message)
         raise
     call_id = subject.get("call_id") or subject.get("chat_id")
+    key = _dedupe_key(event_name, call_id, payload)
 
     with transaction.atomic():
         try:
-            with transaction.atomic():  # savepoint: a duplicate fails here, not the whole request
+            # Savepoint: a duplicate fails on the event's unique key and rolls back to here, undoing
+            # its merge too, so a repeated delivery changes nothing. The call row is locked first,
+            # always in that order, so concurrent deliveries of one call queue up instead of deadlocking.
+            with transaction.atomic():
+                call = None if event_name in CHAT_EVENTS else upsert_call(subject, event_name)
+                acted_on = call is not None and call.agent is not None and call.agent.acts_on(event_name)
                 event = CallEvent.objects.create(
+                    call=call,
                     retell_call_id=call_id,
                     event=event_name,
-                    dedupe_key=_dedupe_key(event_name, call_id, payload),
+                    dedupe_key=key,
                     raw_body=raw_text,
-                    payload=payload,
+                    status=CallEvent.Status.RECEIVED if acted_on else CallEvent.Status.IGNORED,
+                    processed_at=None if acted_on else timezone.now(),
                 )
         except IntegrityError:
             # The same delivery again (Retell retries, often within a second): count it, change nothing.
-            key = _dedupe_key(event_name, call_id, payload)
             CallEvent.objects.filter(dedupe_key=key).update(
                 delivery_count=F("delivery_count") + 1, last_received_at=timezone.now()
             )
             return IngestResult(event=CallEvent.objects.get(dedupe_key=key), call=None, duplicate=True)
-
-        call = None
-        if event_name not in CHAT_EVENTS:
-            call = upsert_call(subject, event_name)
-            event.call = call
-        if call is not None and call.agent is not None and call.agent.acts_on(event_name):
+        if acted_on:
             enqueue_event_processing(event)  # runs after this transaction commits
-        else:
-            event.status, event.processed_at = CallEvent.Status.IGNORED, timezone.now()
-        event.save(update_fields=["call", "status", "processed_at"])
     return IngestResult(event=event, call=call, duplicate=False)
 
 
@@ -125,8 +124,10 @@ def upsert_call(data, event_name):
     Shared by webhook ingestion and `sync_retell_calls` (a call fetched from the API is merged
     exactly as if its webhook had arrived). Must run inside a transaction.
     """
-    call, _ = Call.objects.get_or_create(call_id=data["call_id"])
-    call = Call.objects.select_for_update().get(pk=call.pk)  # serialise merges of one call
+    call = Call.objects.select_for_update().filter(call_id=data["call_id"]).first()  # serialise merges
+    if call is None:
+        call, _ = Call.objects.get_or_create(call_id=data["call_id"])  # a concurrent insert wins cleanly
+        call = Call.objects.select_for_update().get(pk=call.pk)
     merge_call_data(call, data, event_name)
     call.save()
     return call

@@ -1,5 +1,7 @@
 """The call log: every call Retell told us about, every delivery it made, and what we did in GHL."""
 
+import json
+
 from django.db import models
 from django.db.models import Q
 
@@ -109,7 +111,6 @@ class CallEvent(models.Model):
     # constraint makes a concurrent duplicate fail on insert instead of racing a read.
     dedupe_key = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001 (NULL = not deduplicated)
     raw_body = models.TextField()  # exactly the bytes Retell sent, as UTF-8 text
-    payload = models.JSONField(null=True, blank=True)
     delivery_count = models.PositiveIntegerField(default=1)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     last_received_at = models.DateTimeField(auto_now_add=True)
@@ -129,6 +130,14 @@ class CallEvent(models.Model):
 
     def __str__(self):
         return f"{self.event or '?'} {self.retell_call_id}".strip()
+
+    @property
+    def payload(self):
+        """The parsed body, or None when it was not JSON. Parsed on demand: the raw text is the record."""
+        try:
+            return json.loads(self.raw_body)
+        except ValueError:
+            return None
 
 
 class ToolInvocation(models.Model):
