@@ -195,6 +195,8 @@ def merge_call_data(call, data, event_name):
         call.agent = agents.filter(retell_agent_id=call.retell_agent_id).first()
     if call.location_id is None and call.agent is not None and call.agent.location_id:
         call.location_id = call.agent.location_id
+    if call.agent is None and call.ghl_sync_status == Call.SyncStatus.PENDING:
+        call.ghl_sync_status = Call.SyncStatus.SKIPPED  # no agent configured: nothing will sync
 
 
 def _set_if_present(obj, field, value):

@@ -162,24 +162,23 @@ def retry_tasks(queryset, *, now):
 
 
 def refresh_call_sync_status(call_pk):
-    """Derive Call.ghl_sync_status from its tasks: failed > pending > synced (no_contact is sticky)."""
+    """Derive Call.ghl_sync_status from its tasks: failed > pending > no contact > synced."""
     if call_pk is None:
         return
-    statuses = set(GhlSyncTask.objects.filter(call_id=call_pk).values_list("status", flat=True))
-    errors = list(
-        GhlSyncTask.objects.filter(call_id=call_pk, status=GhlSyncTask.Status.FAILED).values_list(
-            "last_error", flat=True
-        )[:1]
-    )
-    if GhlSyncTask.Status.FAILED in statuses:
+    tasks = list(GhlSyncTask.objects.filter(call_id=call_pk).values_list("status", "payload", "last_error"))
+    if not tasks:
+        return
+    statuses = {status for status, _, _ in tasks}
+    failed = [error for status, _, error in tasks if status == GhlSyncTask.Status.FAILED]
+    if failed:
         status = Call.SyncStatus.FAILED
     elif statuses & {GhlSyncTask.Status.PENDING, GhlSyncTask.Status.RUNNING}:
         status = Call.SyncStatus.PENDING
-    elif statuses:
-        status = Call.SyncStatus.SYNCED
+    elif any((payload or {}).get("skipped") == "no_contact" for _, payload, _ in tasks):
+        status = Call.SyncStatus.NO_CONTACT
     else:
-        return
-    calls = Call.objects.filter(pk=call_pk)
-    if status == Call.SyncStatus.SYNCED:
-        calls = calls.exclude(ghl_sync_status__in=[Call.SyncStatus.NO_CONTACT, Call.SyncStatus.SKIPPED])
-    calls.update(ghl_sync_status=status, ghl_sync_error=errors[0] if errors else "")
+        status = Call.SyncStatus.SYNCED
+    updates = {"ghl_sync_status": status}
+    if status != Call.SyncStatus.NO_CONTACT:
+        updates["ghl_sync_error"] = failed[0] if failed else ""
+    Call.objects.filter(pk=call_pk).update(**updates)

@@ -43,8 +43,6 @@ def process_call_event(event_id, *, now=None):
     if call is None or agent is None or not agent.acts_on(event.event):
         reason = "no call" if call is None else "no agent configured" if agent is None else "not acted on"
         _finish_event(event, CallEvent.Status.IGNORED, reason, now)
-        if call is not None and agent is None and not call.sync_tasks.exists():
-            Call.objects.filter(pk=call.pk).update(ghl_sync_status=Call.SyncStatus.SKIPPED)
         return []
 
     with transaction.atomic():
@@ -101,10 +99,10 @@ def perform_task(task):
     try:
         contact_id = resolve_contact(call, client)
     except NoContact as exc:
-        no_contact = Call.SyncStatus.NO_CONTACT
-        Call.objects.filter(pk=call.pk).update(ghl_sync_status=no_contact, ghl_sync_error=str(exc))
+        Call.objects.filter(pk=call.pk).update(ghl_sync_error=str(exc))
         task.payload["skipped"] = "no_contact"
         return {}
+    task.payload.pop("skipped", None)
     task.payload["contact_id"] = contact_id
     return PERFORMERS[task.kind](task, call, client, contact_id)
 

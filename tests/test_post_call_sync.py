@@ -335,7 +335,7 @@ def test_events_the_agent_does_not_act_on_are_stored_but_ignored(client, ghl, ag
 def test_calls_of_unconfigured_agents_are_stored_and_skipped(client, ghl):
     deliver(client, "retell_call_ended")
     assert ghl.requests == []
-    assert Call.objects.get().ghl_sync_status == "pending"
+    assert Call.objects.get().ghl_sync_status == "skipped"
     assert CallEvent.objects.get().status == "ignored"
 
 
