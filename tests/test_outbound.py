@@ -496,6 +496,32 @@ def test_outside_the_window_the_call_is_scheduled_for_the_next_opening(client, c
     assert len(mocked.calls) == 1
 
 
+@pytest.mark.redis  # also runs in the Redis pass, with Redis as the broker
+@pytest.mark.django_db(transaction=True)  # the worker closes connections between tasks, as in production
+def test_a_scheduled_call_goes_through_the_real_broker_and_worker(
+    client, campaign, mocked, frozen, monkeypatch
+):
+    from django_q.brokers import get_broker
+
+    from tests.redis_queue import drain
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    get_broker().purge_queue()
+    with_window(campaign)
+    frozen(at("2026-12-04 18:30"))
+    request_id = post(client, campaign=campaign).json()["request_id"]
+
+    ok(mocked)
+    frozen(at("2026-12-07 09:00:30"))
+    run_due_schedules()  # the scheduler only enqueues: nothing is dialled before a worker runs it
+    assert len(mocked.calls) == 0
+    frozen(at("2026-12-07 09:00:31"))  # a worker picks the task up a moment later
+    results = drain()
+    assert [r["func"] for r in results] == [DIAL_TASK] and results[0]["success"], results
+    assert OutboundCallRequest.objects.get(pk=request_id).status == "placed"
+    assert len(mocked.calls) == 1
+
+
 @pytest.mark.django_db
 def test_inside_the_window_the_call_goes_out_now(client, campaign, mocked, frozen):
     ok(mocked)
@@ -867,6 +893,7 @@ def test_call_ended_webhook_writes_its_note_to_the_contact_from_the_campaign_pay
         metadata=registered_call()["metadata"],
     )
     ghl = "https://services.leadconnectorhq.com"
+    mocked.get(f"{ghl}/contacts/c_NewLead042", json=fixture_json("ghl_contact"))
     mocked.post(f"{ghl}/contacts/c_NewLead042/notes", json=fixture_json("ghl_note_created"), status=201)
     mocked.post(f"{ghl}/contacts/c_NewLead042/tags", json={"tags": ["ai-call"]}, status=201)
     with django_capture_on_commit_callbacks(execute=True):
