@@ -1,7 +1,15 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from integrations.models import Agent, GhlLocation
+from calls.admin import HasErrorFilter, ReadOnlyAdmin, pretty_json
+from integrations.models import (
+    WEEKDAYS,
+    Agent,
+    GhlLocation,
+    OutboundCallRequest,
+    OutboundCampaign,
+    default_call_days,
+)
 
 
 class GhlLocationForm(forms.ModelForm):
@@ -73,3 +81,147 @@ class AgentAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+
+# --- Outbound calls from GHL workflows ------------------------------------------------------------
+
+
+class OutboundCampaignForm(forms.ModelForm):
+    call_days = forms.TypedMultipleChoiceField(
+        choices=WEEKDAYS,
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Calling days",
+        help_text="Used only when the window's opening and closing times are set.",
+    )
+
+    class Meta:
+        model = OutboundCampaign
+        fields = [
+            "name",
+            "slug",
+            "enabled",
+            "location",
+            "agent",
+            "agent_version",
+            "from_number",
+            "call_days",
+            "call_start",
+            "call_end",
+            "call_timezone",
+            "include_custom_data",
+            "variable_mapping",
+            "max_calls_per_contact_per_day",
+            "redelivery_window_minutes",
+        ]
+
+    def clean_call_days(self):
+        days = sorted(set(self.cleaned_data.get("call_days") or []))
+        if not days and (self.data.get("call_start") or self.data.get("call_end")):
+            raise forms.ValidationError("Pick at least one day for the calling window.")
+        return days or default_call_days()
+
+
+@admin.register(OutboundCampaign)
+class OutboundCampaignAdmin(admin.ModelAdmin):
+    form = OutboundCampaignForm
+    list_display = [
+        "name",
+        "slug",
+        "enabled",
+        "agent",
+        "location",
+        "from_number",
+        "calling_window_display",
+        "max_calls_per_contact_per_day",
+        "secret_hint",
+    ]
+    list_filter = ["enabled", "agent", "location"]
+    search_fields = ["name", "slug", "from_number", "agent__name", "agent__retell_agent_id"]
+    list_select_related = ["agent", "location"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["webhook_url", "secret_hint"]
+    actions = ["rotate_secret"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "enabled", "webhook_url", "secret_hint"]}),
+        ("Who calls", {"fields": ["location", "agent", "agent_version", "from_number"]}),
+        ("When", {"fields": ["call_days", "call_start", "call_end", "call_timezone"]}),
+        (
+            "What the agent knows",
+            {"fields": ["include_custom_data", "variable_mapping"]},
+        ),
+        ("Limits", {"fields": ["max_calls_per_contact_per_day", "redelivery_window_minutes"]}),
+    ]
+
+    @admin.display(description="Webhook URL")
+    def webhook_url(self, obj):
+        from integrations.outbound.views import webhook_url
+
+        return webhook_url(obj) if obj.pk else "(after saving)"
+
+    @admin.display(description="Calling window")
+    def calling_window_display(self, obj):
+        return str(obj.calling_window) if obj.calling_window else "any time"
+
+    def save_model(self, request, obj, form, change):
+        secret = None if change and obj.secret_hash else obj.set_new_secret()
+        super().save_model(request, obj, form, change)
+        if secret:
+            self._show_secret_once(request, obj, secret)
+
+    @admin.action(description="Rotate secret (the old one stops working)")
+    def rotate_secret(self, request, queryset):
+        for campaign in queryset:
+            secret = campaign.set_new_secret()
+            campaign.save(update_fields=["secret_hash", "secret_hint", "updated_at"])
+            self._show_secret_once(request, campaign, secret)
+
+    def _show_secret_once(self, request, campaign, secret):
+        # The only time the secret exists in clear outside GHL: we keep just its hash.
+        from integrations.outbound.views import SECRET_HEADER, webhook_url
+
+        self.message_user(
+            request,
+            f"Secret for {campaign.slug} (shown only now, copy it into GHL): {secret}  ·  "
+            f"Webhook URL: {webhook_url(campaign)}  ·  send the secret as the {SECRET_HEADER} header, "
+            f"or append ?token=<secret> to the URL.",
+            level=messages.WARNING,
+        )
+
+
+@admin.register(OutboundCallRequest)
+class OutboundCallRequestAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "campaign",
+        "ghl_contact_id",
+        "to_number",
+        "status",
+        "scheduled_for",
+        "attempts",
+        "retell_call_id",
+        "last_error",
+    ]
+    list_filter = ["status", "campaign", HasErrorFilter]
+    search_fields = ["ghl_contact_id", "to_number", "retell_call_id", "ghl_workflow_id", "last_error"]
+    date_hierarchy = "created_at"
+    list_select_related = ["campaign"]
+    actions = ["retry_selected"]
+    exclude = ["payload", "dynamic_variables"]
+    readonly_fields = ["payload_json", "dynamic_variables_json"]
+
+    @admin.display(description="GHL payload (as received)")
+    def payload_json(self, obj):
+        return pretty_json(obj.payload)
+
+    @admin.display(description="Dynamic variables sent to Retell")
+    def dynamic_variables_json(self, obj):
+        return pretty_json(obj.dynamic_variables)
+
+    @admin.action(description="Retry selected (failed, or stuck dialing)")
+    def retry_selected(self, request, queryset):
+        from integrations.outbound.services import outbound_requests_retry
+
+        count = outbound_requests_retry(queryset)
+        self.message_user(request, f"{count} outbound request(s) queued for a new attempt.")

@@ -164,3 +164,273 @@ class Agent(models.Model):
 
     def acts_on(self, event):
         return self.is_active and event in (self.events_to_process or [])
+
+
+# --- Outbound calls from GHL workflows ------------------------------------------------------------
+
+WEEKDAYS = [(0, "Mon"), (1, "Tue"), (2, "Wed"), (3, "Thu"), (4, "Fri"), (5, "Sat"), (6, "Sun")]
+# Retell reads `{{name}}` placeholders; keep variable names to what a prompt can spell.
+_VARIABLE_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+SECRET_PREFIX = "whs_"
+
+
+def default_call_days():
+    return [0, 1, 2, 3, 4]
+
+
+def validate_e164(value):
+    from integrations.phones import InvalidPhoneNumber, to_e164
+
+    try:
+        normalised = to_e164(value)
+    except InvalidPhoneNumber as exc:
+        raise ValidationError(str(exc)) from exc
+    if normalised != value:
+        raise ValidationError(f"Write the number in E.164, e.g. {normalised}")
+
+
+def validate_call_days(value):
+    if not isinstance(value, list) or not value or any(day not in range(7) for day in value):
+        raise ValidationError("Pick at least one day (0 = Monday … 6 = Sunday).")
+
+
+def validate_variable_mapping(value):
+    import re
+
+    if not isinstance(value, dict):
+        raise ValidationError('A JSON object: {"<payload path>": "<variable name>"}.')
+    for path, name in value.items():
+        if not isinstance(path, str) or not path.strip():
+            raise ValidationError(f"{path!r} is not a payload path (e.g. email or location.name).")
+        if not isinstance(name, str) or not re.match(_VARIABLE_NAME_RE, name):
+            raise ValidationError(
+                f"{name!r} is not a variable name: letters, digits and _, starting with a letter or _."
+            )
+
+
+class OutboundCampaign(models.Model):
+    """A GHL workflow "Webhook" action target: who calls (agent, from number), when, and with what context.
+
+    GHL's workflow webhook is unsigned, so the caller proves itself with this campaign's secret. Only a
+    SHA-256 of the secret is stored: it is a random 256-bit token, so a fast hash is enough (a slow
+    password hash would only let anyone burn our CPU by posting wrong secrets).
+    """
+
+    slug = models.SlugField(
+        max_length=64, unique=True, help_text="Part of the webhook URL: /api/webhooks/ghl/outbound/<slug>"
+    )
+    name = models.CharField(max_length=200)
+    enabled = models.BooleanField(default=True, help_text="Disabled campaigns answer 409 and dial nobody.")
+    location = models.ForeignKey(
+        GhlLocation,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="outbound_campaigns",
+        help_text="GHL location whose contacts this campaign calls. Empty: the default location.",
+    )
+    agent = models.ForeignKey(
+        Agent,
+        on_delete=models.PROTECT,
+        related_name="outbound_campaigns",
+        help_text="Retell agent that places the calls (sent as override_agent_id).",
+    )
+    agent_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Agent version to dial with. Empty: the agent's pinned version, else latest.",
+    )
+    from_number = models.CharField(
+        max_length=32,
+        validators=[validate_e164],
+        help_text="Retell number the calls come from, in E.164 (+14155550100).",
+    )
+    secret_hash = models.CharField(max_length=64, editable=False)
+    secret_hint = models.CharField(
+        max_length=16, editable=False, help_text="The first characters of the secret, to tell secrets apart."
+    )
+
+    # Calling window: active when both times are set. Outside it, requests wait for the next opening.
+    call_days = models.JSONField(
+        default=default_call_days, blank=True, validators=[validate_call_days], help_text="0 = Monday."
+    )
+    call_start = models.TimeField(null=True, blank=True, help_text="Window opens (local time).")
+    call_end = models.TimeField(null=True, blank=True, help_text="Window closes (local time).")
+    call_timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone],
+        help_text="IANA timezone of the window and of the daily limit. Empty: the location's timezone.",
+    )
+
+    variable_mapping = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_variable_mapping],
+        help_text='Extra dynamic variables: {"<payload path>": "<variable name>"}, dots for nesting, e.g. '
+        '{"email": "email", "location.name": "business_name"}. Always sent: contact_id, first_name, '
+        "customer_name, and every customData key when the box below is ticked.",
+    )
+    include_custom_data = models.BooleanField(
+        default=True, help_text="Send every key of the payload's customData as a dynamic variable."
+    )
+    max_calls_per_contact_per_day = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="At most this many calls to one contact per local day. Empty: no limit.",
+    )
+    redelivery_window_minutes = models.PositiveIntegerField(
+        default=90,
+        help_text="A second identical request (same contact, workflow and customData) within this many "
+        "minutes is a re-delivery and dials nobody. GHL retries for about 70 minutes.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.slug})"
+
+    def clean(self):
+        super().clean()
+        if (self.call_start is None) != (self.call_end is None):
+            raise ValidationError("Set both ends of the calling window, or neither.")
+        if self.call_start is not None and self.call_start >= self.call_end:
+            raise ValidationError({"call_end": "The window must close after it opens (same day)."})
+        if self.call_start is not None and not self.call_days:
+            raise ValidationError({"call_days": "Pick at least one day for the calling window."})
+        if self.redelivery_window_minutes is not None and self.redelivery_window_minutes < 1:
+            raise ValidationError({"redelivery_window_minutes": "At least one minute."})
+
+    # --- secret ---------------------------------------------------------------------------
+
+    def set_new_secret(self):
+        """Generate, store (hashed) and return a new secret. The caller shows it once; it is never kept."""
+        import secrets
+
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        self.secret_hash = _sha256(secret)
+        self.secret_hint = secret[: len(SECRET_PREFIX) + 4]
+        return secret
+
+    def check_secret(self, presented):
+        import hmac
+
+        if not presented or not self.secret_hash:
+            return False
+        return hmac.compare_digest(_sha256(presented), self.secret_hash)
+
+    # --- derived configuration ------------------------------------------------------------
+
+    @cached_property
+    def effective_location(self):
+        """The campaign's location, else the agent's, else the default one (None when none is set up)."""
+        if self.location_id:
+            return self.location
+        try:
+            return self.agent.effective_location
+        except NotConfigured:
+            return None
+
+    @property
+    def timezone_name(self):
+        if self.call_timezone:
+            return self.call_timezone
+        location = self.effective_location
+        return location.timezone if location else "UTC"
+
+    @property
+    def calling_window(self):
+        """The window as a CallingWindow, or None when calls may go out at any time."""
+        if self.call_start is None or self.call_end is None:
+            return None
+        from integrations.outbound.calling_window import CallingWindow
+
+        return CallingWindow(
+            days=self.call_days or [], start=self.call_start, end=self.call_end, timezone=self.timezone_name
+        )
+
+    @property
+    def effective_agent_version(self):
+        return self.agent_version if self.agent_version is not None else self.agent.retell_agent_version
+
+
+def _sha256(text):
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class OutboundCallRequest(models.Model):
+    """One accepted GHL webhook delivery for a campaign, and what became of it (the delivery log).
+
+    Written before anything is dialled. `fingerprint` identifies "the same request" (campaign, contact,
+    workflow, customData); the partial unique constraint allows one open request per fingerprint, so two
+    concurrent deliveries of one request can never both dial.
+    """
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled (waiting for the calling window)"
+        QUEUED = "queued", "Queued (to dial now, or to retry after a Retell error)"
+        DIALING = "dialing", "Dialing"
+        PLACED = "placed", "Call placed"
+        FAILED = "failed", "Failed"
+        LIMITED = "limited", "Refused: daily limit reached"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN_STATUSES = (Status.SCHEDULED, Status.QUEUED, Status.DIALING)
+    # Requests that count against the per-contact daily limit.
+    COUNTED_STATUSES = (Status.SCHEDULED, Status.QUEUED, Status.DIALING, Status.PLACED)
+
+    campaign = models.ForeignKey(OutboundCampaign, on_delete=models.PROTECT, related_name="requests")
+    fingerprint = models.CharField(max_length=64)
+    idempotency_key = models.CharField(
+        max_length=100, unique=True, help_text="Sent to Retell: a retried attempt can never dial twice."
+    )
+    ghl_contact_id = models.CharField(max_length=64, blank=True, db_index=True)
+    ghl_workflow_id = models.CharField(max_length=64, blank=True)
+    to_number = models.CharField(max_length=32, db_index=True)
+    payload = models.JSONField(help_text="The GHL webhook body, as received.")
+    dynamic_variables = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True, help_text="When the next attempt is due.")
+    attempts = models.PositiveIntegerField(default=0, help_text="create-phone-call requests sent to Retell.")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    retell_status = models.PositiveIntegerField(
+        null=True, blank=True, help_text="HTTP status of the last error."
+    )
+    retell_call_id = models.CharField(max_length=128, blank=True, db_index=True)
+    call = models.ForeignKey(
+        "calls.Call", null=True, blank=True, on_delete=models.SET_NULL, related_name="outbound_requests"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "outbound call request"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "fingerprint"],
+                condition=models.Q(status__in=["scheduled", "queued", "dialing"]),
+                name="outbound_one_open_request_per_fingerprint",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["campaign", "fingerprint", "-created_at"], name="outbound_fingerprint_recent"
+            ),
+            models.Index(fields=["campaign", "to_number", "created_at"], name="outbound_number_day"),
+            models.Index(fields=["campaign", "ghl_contact_id", "created_at"], name="outbound_contact_day"),
+        ]
+
+    def __str__(self):
+        who = self.ghl_contact_id or self.to_number
+        return f"{self.campaign.slug} → {who} [{self.status}]"
+
+    @property
+    def is_open(self):
+        return self.status in self.OPEN_STATUSES

@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from integrations.outbound.views import ghl_outbound_webhook
 from retellghl.health import healthz
 
 admin.site.site_header = "retellghl"
@@ -11,4 +12,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("", include("calls.urls")),
+    # The trailing slash is optional: it is easy to paste either way into GHL's Webhook action.
+    re_path(
+        r"^api/webhooks/ghl/outbound/(?P<slug>[-a-zA-Z0-9_]+)/?$",
+        ghl_outbound_webhook,
+        name="ghl-outbound-webhook",
+    ),
 ]
