@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from integrations import admin_routing  # noqa: F401  (registers the inbound routing admin)
 from integrations.models import Agent, GhlLocation
 
 
