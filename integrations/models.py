@@ -79,13 +79,20 @@ class GhlLocation(models.Model):
     def has_token(self):
         return bool(self.api_token)
 
-    def client(self, *, live=False, throttle=False):
-        """A GHL client for this location. `live` uses the short read timeout of live-call paths."""
+    def client(self, *, live=False, throttle=False, session=None):
+        """A GHL client for this location. `live` uses the short read timeout of live-call paths.
+
+        `session`: a shared requests.Session, so hot paths reuse kept-alive connections to GHL.
+        """
         from integrations.ghl import GhlClient
 
         read_timeout = settings.GHL_LIVE_READ_TIMEOUT if live else settings.GHL_READ_TIMEOUT
         return GhlClient(
-            token=self.api_token, location_id=self.location_id, read_timeout=read_timeout, throttle=throttle
+            token=self.api_token,
+            location_id=self.location_id,
+            read_timeout=read_timeout,
+            throttle=throttle,
+            session=session,
         )
 
 

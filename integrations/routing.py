@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
+import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -440,16 +441,26 @@ class ContactLookup:
 
 
 _executor = None
-_executor_lock = threading.Lock()
+_session = None
+_pool_lock = threading.Lock()
 
 
 def _lookup_pool():
-    # Created on first use, so each (forked) web worker process gets its own threads.
-    global _executor
-    with _executor_lock:
+    """The lookup threads and the HTTP session they share, created on first use in each process.
+
+    One session keeps connections to GHL alive between lookups: a new TLS handshake on every ringing
+    call would spend a good part of the budget. The session is safe to share (the token travels in
+    per-request headers) and its connection pool is sized to the number of threads.
+    """
+    global _executor, _session
+    with _pool_lock:
         if _executor is None:
+            _session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=_LOOKUP_THREADS)
+            _session.mount("https://", adapter)
+            _session.mount("http://", adapter)
             _executor = ThreadPoolExecutor(max_workers=_LOOKUP_THREADS, thread_name_prefix="inbound-ghl")
-        return _executor
+        return _executor, _session
 
 
 def contact_cache_key(location, caller):
@@ -488,15 +499,16 @@ def lookup_caller(location, caller, *, deadline, use_cache=True):
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return ContactLookup(Lookup.FAILED, error="routing budget spent before the GHL lookup")
+    pool, session = _lookup_pool()
     try:
-        client = location.client(live=True)
+        client = location.client(live=True, session=session)
     except NotConfigured as exc:
         return ContactLookup(Lookup.FAILED, error=str(exc))
     # requests' timeouts are per socket operation; cap them by the budget so a thread we stop waiting
     # for does not linger, and enforce the total with the future's timeout below.
     client.timeout = tuple(min(part, remaining) for part in client.timeout)
 
-    future = _lookup_pool().submit(_find_and_cache, client, caller, key)
+    future = pool.submit(_find_and_cache, client, caller, key)
     try:
         contact = future.result(timeout=remaining)
     except FutureTimeout:

@@ -350,6 +350,24 @@ def test_a_cache_outage_does_not_break_routing(client, ghl, settings, main_numbe
     assert answer_of(post_signed(client, URL, inbound()))["override_agent_id"] == "agent_vip"
 
 
+@pytest.mark.django_db
+def test_lookups_reuse_one_session_so_ghl_connections_stay_alive(client, ghl, main_number, monkeypatch):
+    shared = requests.Session()
+    assert main_number.location.client(live=True, session=shared).session is shared
+    sessions, build = [], GhlLocation.client
+
+    def spy(location, **kwargs):
+        made = build(location, **kwargs)
+        sessions.append(made.session)
+        return made
+
+    monkeypatch.setattr(GhlLocation, "client", spy)
+    ghl.get(SEARCH, json=NONE)
+    post_signed(client, URL, inbound(from_number="+14155550101"))
+    post_signed(client, URL, inbound(from_number="+14155550102"))
+    assert len(ghl.calls) == 2 and len(sessions) == 2 and sessions[0] is sessions[1]
+
+
 # --- Which location answers for a number --------------------------------------------------------------
 
 
