@@ -161,15 +161,16 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = RoutingTesterForm(request.GET or None)
-        result = None
+        result = when = None
         if form.is_valid():
             data = form.cleaned_data
+            when = form.when()
             result = routing.route_inbound(
                 event=data["event"],
                 from_number=data["from_number"],
                 to_number=data["to_number"],
                 agent_id=data["agent_id"],
-                now=form.when(),
+                now=when,
                 record=False,
                 use_cache=not data["fresh"],
             )
@@ -179,6 +180,7 @@ class RoutingRuleAdmin(admin.ModelAdmin):
             "title": "Test inbound routing",
             "form": form,
             "result": result,
+            "when": when,
             "answer_json": json.dumps(result.answer, indent=2, ensure_ascii=False) if result else "",
             "numbers": PhoneNumber.objects.select_related("location"),
         }

@@ -109,6 +109,7 @@ def test_tester_shows_exactly_what_the_endpoint_answers(
     assert RoutingDecision.objects.get().pk.hex == decision_id.replace("-", "")  # the tester records none
     assert shown_answer(page) == live  # and the page shows that JSON
     assert ">After hours</a>" in page.content.decode()
+    assert "Sunday 2026-12-06 21:00 PST" in page.content.decode()  # the time tested, in its own zone
     assert "Weekday VIPs" in page.content.decode() and "outside the time window" in page.content.decode()
     assert len(ghl.calls) == (2 if fresh else 1)  # a fresh test skips the cache the webhook filled
 
