@@ -517,6 +517,9 @@ def lookup_caller(location, caller, *, deadline, use_cache=True):
         return ContactLookup(Lookup.FAILED, error=f"GHL did not answer within the {budget} ms routing budget")
     except VendorError as exc:
         return ContactLookup(Lookup.FAILED, error=str(exc))
+    except Exception as exc:  # a bug in the lookup must not cost the caller the rules that still apply
+        logger.exception("inbound routing: contact lookup crashed")
+        return ContactLookup(Lookup.FAILED, error=f"lookup failed: {type(exc).__name__}")
     return ContactLookup(Lookup.FOUND if contact else Lookup.NOT_FOUND, contact)
 
 

@@ -294,6 +294,18 @@ def test_ghl_failures_fail_open_and_are_recorded(client, ghl, main_number, vip_r
 
 
 @pytest.mark.django_db
+def test_a_crash_inside_the_lookup_still_applies_the_rules(client, ghl, main_number, block_rule, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr("integrations.ghl.GhlClient.find_contact_by_phone", crash)
+    response = post_signed(client, URL, inbound(from_number="+14155550666"))
+    assert response.json() == {"call_inbound": {"reject": True}}  # the block list still works
+    decision = RoutingDecision.objects.get()
+    assert decision.ghl_failed and decision.ghl_error == "lookup failed: KeyError"
+
+
+@pytest.mark.django_db
 def test_a_location_without_token_fails_open(client, ghl, settings, main_number):
     settings.GHL_API_TOKEN = ""
     body = answer_of(post_signed(client, URL, inbound()))
