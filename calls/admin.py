@@ -1,10 +1,11 @@
 import json
 
 from django.contrib import admin
+from django.db import models
 from django.utils import timezone
 from django.utils.html import format_html
 
-from calls.models import Call, CallEvent, GhlSyncTask, ToolInvocation
+from calls.models import Call, CallEvent, GhlSyncTask, RoutingDecision, ToolInvocation
 
 
 def pretty_json(value):
@@ -16,6 +17,8 @@ def pretty_json(value):
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Log rows are written by the system; operators read them (and retry sync tasks)."""
+
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def has_add_permission(self, request):
         return False
@@ -42,6 +45,15 @@ class GhlSyncTaskInline(admin.TabularInline):
     show_change_link = True
 
 
+class RoutingDecisionInline(admin.TabularInline):
+    model = RoutingDecision
+    fields = ["created_at", "rule_name", "lookup", "ghl_failed", "override_agent_id", "elapsed_ms"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
 @admin.register(Call)
 class CallAdmin(ReadOnlyAdmin):
     list_display = [
@@ -61,7 +73,7 @@ class CallAdmin(ReadOnlyAdmin):
     search_fields = ["call_id", "from_number", "to_number", "ghl_contact_id", "agent_name"]
     date_hierarchy = "started_at"
     list_select_related = ["agent"]
-    inlines = [CallEventInline, GhlSyncTaskInline]
+    inlines = [CallEventInline, GhlSyncTaskInline, RoutingDecisionInline]
     exclude = ["transcript_object", "transcript_with_tool_calls", "call_analysis", "call_cost"]
     readonly_fields = ["analysis_json", "cost_json"]
 
@@ -146,3 +158,39 @@ class GhlSyncTaskAdmin(ReadOnlyAdmin):
 
         count = outbox.retry_tasks(queryset.exclude(status=GhlSyncTask.Status.RUNNING), now=timezone.now())
         self.message_user(request, f"{count} sync task(s) queued for retry.")
+
+
+@admin.register(RoutingDecision)
+class RoutingDecisionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "event",
+        "from_number",
+        "to_number",
+        "contact_name",
+        "rule_name",
+        "rejected",
+        "lookup",
+        "from_cache",
+        "ghl_failed",
+        "override_agent_id",
+        "elapsed_ms",
+        "call",
+    ]
+    list_filter = ["event", "lookup", "ghl_failed", "rejected", "from_cache", "matched_rule", "location"]
+    search_fields = [
+        "from_number",
+        "to_number",
+        "ghl_contact_id",
+        "contact_name",
+        "rule_name",
+        "call__call_id",
+    ]
+    date_hierarchy = "created_at"
+    list_select_related = ["call"]
+    exclude = ["answer"]
+    readonly_fields = ["answer_json"]
+
+    @admin.display(description="Answer sent to Retell")
+    def answer_json(self, obj):
+        return pretty_json(obj.answer)

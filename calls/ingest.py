@@ -17,6 +17,7 @@ from calls.models import Call, CallEvent
 from calls.pipeline import enqueue_event_processing
 from integrations.models import Agent
 from integrations.phones import to_e164_or_none
+from integrations.routing import link_routing_decision
 
 CALL_EVENTS = {"call_started", "call_ended", "call_analyzed"}
 TRANSFER_EVENTS = {"transfer_started", "transfer_bridged", "transfer_cancelled", "transfer_ended"}
@@ -128,7 +129,14 @@ def upsert_call(data, event_name):
     if call is None:
         call, _ = Call.objects.get_or_create(call_id=data["call_id"])  # a concurrent insert wins cleanly
         call = Call.objects.select_for_update().get(pk=call.pk)
+    knew_decision = "routing_decision_id" in (call.metadata or {})
     merge_call_data(call, data, event_name)
+    if not knew_decision and "routing_decision_id" in call.metadata:
+        # Our inbound answer's metadata came back on the call: link the routing decision, and reuse
+        # the contact it already found so post-call sync needs no second GHL lookup.
+        decision = link_routing_decision(call)
+        if decision is not None and decision.ghl_contact_id and not call.ghl_contact_id:
+            call.ghl_contact_id = decision.ghl_contact_id
     call.save()
     return call
 

@@ -1,6 +1,7 @@
 """The call log: every call Retell told us about, every delivery it made, and what we did in GHL."""
 
 import json
+import uuid
 
 from django.db import models
 from django.db.models import Q
@@ -220,3 +221,51 @@ class GhlSyncTask(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.dedupe_key} [{self.status}]"
+
+
+class RoutingDecision(models.Model):
+    """One answer to Retell's inbound webhook: who called, what GHL said, which rule won, how fast.
+
+    The id is a UUID generated before the row is written so it can travel in the answer's metadata
+    (`routing_decision_id`); Retell copies that metadata onto the call, which is how the post-call
+    pipeline links the decision to its Call (`integrations.routing.link_routing_decision`).
+    """
+
+    class Lookup(models.TextChoices):
+        FOUND = "found", "Contact found"
+        NOT_FOUND = "not_found", "No such contact"
+        FAILED = "failed", "GHL failed (fail-open)"
+        SKIPPED = "skipped", "Not looked up"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event = models.CharField(max_length=32)  # call_inbound | chat_inbound
+    from_number = models.CharField(max_length=32, db_index=True)  # E.164 when it parsed, else as sent
+    to_number = models.CharField(max_length=32, db_index=True)
+    retell_agent_id = models.CharField(max_length=128, blank=True)  # the number's own agent, if any
+    location = models.ForeignKey(
+        "integrations.GhlLocation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ghl_contact_id = models.CharField(max_length=64, blank=True, db_index=True)
+    contact_name = models.CharField(max_length=200, blank=True)
+    lookup = models.CharField(max_length=16, choices=Lookup.choices)
+    from_cache = models.BooleanField(default=False)
+    ghl_failed = models.BooleanField(default=False, db_index=True)
+    ghl_error = models.TextField(blank=True)
+    matched_rule = models.ForeignKey(
+        "integrations.RoutingRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
+    rule_name = models.CharField(max_length=200, blank=True)  # kept when the rule is renamed or deleted
+    rejected = models.BooleanField(default=False)
+    override_agent_id = models.CharField(max_length=128, blank=True)
+    answer = models.JSONField()  # exactly what we answered Retell
+    elapsed_ms = models.FloatField()  # request arrival → answer built (this row's own insert excluded)
+    call = models.ForeignKey(
+        Call, null=True, blank=True, on_delete=models.SET_NULL, related_name="routing_decisions"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.from_number} → {self.to_number}: {self.rule_name or 'default route'}"

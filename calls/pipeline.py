@@ -17,6 +17,7 @@ from calls.models import Call, CallEvent, GhlSyncTask
 from calls.notes import build_note_body
 from integrations.errors import NotFound
 from integrations.models import GhlLocation
+from integrations.routing import forget_cached_contact
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def resolve_contact(call, client):
             raise NoContact(f"no GHL contact with phone {phone}")
         # Upsert, not create: two tasks of one call may race here, and GHL dedupes upserts by phone.
         contact, _ = client.upsert_contact(_new_contact_fields(call, phone))
+        if call.location is not None:
+            forget_cached_contact(call.location, phone)  # inbound routing must not keep "unknown"
     # Conditional update: whoever stored a contact first wins, the others adopt it.
     Call.objects.filter(pk=call.pk, ghl_contact_id="").update(ghl_contact_id=contact["id"])
     call.ghl_contact_id = Call.objects.values_list("ghl_contact_id", flat=True).get(pk=call.pk)

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from calls.admin import HasErrorFilter, ReadOnlyAdmin, pretty_json
+from integrations import admin_routing  # noqa: F401  (registers the inbound routing admin)
 from integrations.models import (
     WEEKDAYS,
     Agent,

@@ -79,13 +79,20 @@ class GhlLocation(models.Model):
     def has_token(self):
         return bool(self.api_token)
 
-    def client(self, *, live=False, throttle=False):
-        """A GHL client for this location. `live` uses the short read timeout of live-call paths."""
+    def client(self, *, live=False, throttle=False, session=None):
+        """A GHL client for this location. `live` uses the short read timeout of live-call paths.
+
+        `session`: a shared requests.Session, so hot paths reuse kept-alive connections to GHL.
+        """
         from integrations.ghl import GhlClient
 
         read_timeout = settings.GHL_LIVE_READ_TIMEOUT if live else settings.GHL_READ_TIMEOUT
         return GhlClient(
-            token=self.api_token, location_id=self.location_id, read_timeout=read_timeout, throttle=throttle
+            token=self.api_token,
+            location_id=self.location_id,
+            read_timeout=read_timeout,
+            throttle=throttle,
+            session=session,
         )
 
 
@@ -434,3 +441,216 @@ class OutboundCallRequest(models.Model):
     @property
     def is_open(self):
         return self.status in self.OPEN_STATUSES
+
+
+class PhoneNumber(models.Model):
+    """A number we own (E.164) and which GHL location answers for it.
+
+    Inbound routing looks the caller up in this location and falls back to `default_agent` when no
+    routing rule matches. A dialled number without a row here belongs to the location of the number's
+    Retell agent, else to the default location.
+    """
+
+    number = models.CharField(max_length=32, unique=True, help_text="E.164, e.g. +14155559999")
+    label = models.CharField(max_length=200, blank=True, help_text='e.g. "Main line", "Google Ads"')
+    location = models.ForeignKey(
+        GhlLocation,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="phone_numbers",
+        help_text="GHL location whose contacts call this number. Empty: the default location.",
+    )
+    default_agent = models.ForeignKey(
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Agent to route to when no routing rule matches. "
+        "Empty: no override, Retell uses the number's own inbound agent.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["number"]
+
+    def __str__(self):
+        return f"{self.number} ({self.label})" if self.label else self.number
+
+    def clean(self):
+        from integrations.phones import InvalidPhoneNumber, to_e164
+
+        try:
+            self.number = to_e164(self.number)
+        except InvalidPhoneNumber as exc:
+            raise ValidationError({"number": str(exc)}) from exc
+
+
+def validate_string_list(value):
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Expected a list of strings.")
+
+
+def validate_string_map(value):
+    # Retell rejects the whole inbound answer when one dynamic variable is not a string.
+    if not isinstance(value, dict) or not all(
+        isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+    ):
+        raise ValidationError('Expected an object of strings, e.g. {"vip_tier": "gold"}.')
+
+
+def validate_json_object(value):
+    if not isinstance(value, dict):
+        raise ValidationError('Expected a JSON object, e.g. {"segment": "vip"}.')
+
+
+class RoutingRule(models.Model):
+    """One operator rule for inbound calls: conditions (all that are set must hold) and an action.
+
+    Rules are tried by ascending priority; the first match wins. A rule with no condition matches every
+    call in its scope, which makes it a catch-all (put it last). The decision itself is made by
+    `integrations.routing.decide_route`; this model only stores and validates what operators enter.
+    """
+
+    class Channel(models.TextChoices):
+        ANY = "any", "Calls and SMS"
+        CALL = "call", "Calls only"
+        CHAT = "chat", "SMS chats only"
+
+    class ContactStatus(models.TextChoices):
+        ANY = "any", "Either"
+        FOUND = "found", "Found in GHL"
+        NOT_FOUND = "not_found", "Not found in GHL"
+
+    class Action(models.TextChoices):
+        ROUTE = "route", "Answer (route / add variables)"
+        REJECT = "reject", "Reject the call"
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, "Mon"
+        TUESDAY = 1, "Tue"
+        WEDNESDAY = 2, "Wed"
+        THURSDAY = 3, "Thu"
+        FRIDAY = 4, "Fri"
+        SATURDAY = 5, "Sat"
+        SUNDAY = 6, "Sun"
+
+    name = models.CharField(max_length=200)
+    priority = models.PositiveIntegerField(default=100, help_text="Lower runs first; the first match wins.")
+    enabled = models.BooleanField(default=True)
+    description = models.TextField(blank=True)
+
+    # Scope
+    location = models.ForeignKey(
+        GhlLocation,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="routing_rules",
+        help_text="Only calls to numbers of this location. Empty: every location.",
+    )
+    dialled_numbers = models.JSONField(
+        default=list, blank=True, validators=[validate_string_list], help_text="Only calls to these numbers."
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.ANY)
+
+    # Caller
+    caller_numbers = models.JSONField(
+        default=list, blank=True, validators=[validate_string_list], help_text="Caller is one of these."
+    )
+    caller_prefixes = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text="Caller's E.164 number starts with one of these, e.g. +1900.",
+    )
+
+    # Contact (from the GHL lookup; a rule with contact conditions never matches when GHL failed)
+    contact_status = models.CharField(max_length=16, choices=ContactStatus.choices, default=ContactStatus.ANY)
+    tags_any = models.JSONField(
+        default=list, blank=True, validators=[validate_string_list], help_text="Contact has at least one."
+    )
+    tags_all = models.JSONField(
+        default=list, blank=True, validators=[validate_string_list], help_text="Contact has every one."
+    )
+    custom_field_id = models.CharField(max_length=64, blank=True, help_text="GHL custom field id.")
+    custom_field_value = models.CharField(
+        max_length=500, blank=True, help_text="…equals this (case-insensitive; any item of a multi-select)."
+    )
+
+    # Time window
+    days = models.JSONField(
+        default=list, blank=True, help_text="Days of week the window starts on. Empty: every day."
+    )
+    start_time = models.TimeField(null=True, blank=True)
+    end_time = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Exclusive. Earlier than the start for overnight windows (18:00–08:00).",
+    )
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone],
+        help_text="IANA timezone of the window. Empty: the location's timezone.",
+    )
+
+    # Action
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.ROUTE)
+    agent = models.ForeignKey(
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="routing_rules",
+        help_text="Route to this agent. Empty: keep the default route, still adding the variables below.",
+    )
+    agent_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Agent version to pin. Empty: the agent's own pinned version."
+    )
+    dynamic_variables = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_string_map],
+        help_text='Added to the call, e.g. {"vip_tier": "gold", "greeting": "Hi {{ contact.firstName }}"}. '
+        "Templates: contact.<field>, custom.<custom field id>, call.from_number, call.to_number; "
+        'a fallback with {{ contact.firstName|default:"there" }}.',
+    )
+    metadata = models.JSONField(
+        default=dict, blank=True, validators=[validate_json_object], help_text="Added to the call's metadata."
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        indexes = [models.Index(fields=["enabled", "priority"], name="routingrule_enabled_priority")]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_reject(self):
+        return self.action == self.Action.REJECT
+
+    @property
+    def needs_contact(self):
+        """Whether a condition reads the GHL contact (such a rule cannot match when GHL failed)."""
+        return bool(
+            self.contact_status != self.ContactStatus.ANY
+            or self.tags_any
+            or self.tags_all
+            or self.custom_field_id
+        )
+
+    @property
+    def has_time_window(self):
+        return bool(self.days) or self.start_time is not None
+
+    def clean(self):
+        from integrations.routing import clean_rule
+
+        clean_rule(self)

@@ -151,6 +151,15 @@ GHL_READ_TIMEOUT = env.float("GHL_READ_TIMEOUT", default=15.0)
 GHL_LIVE_READ_TIMEOUT = env.float("GHL_LIVE_READ_TIMEOUT", default=5.0)
 DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", default="US")
 
+# --- Inbound call routing -------------------------------------------------------------------
+# The caller hears ringing until we answer Retell's inbound webhook. The GHL contact lookup gets what
+# is left of this budget; past it we answer with the default route (fail open) and record why.
+INBOUND_ROUTING_BUDGET_MS = env.int("INBOUND_ROUTING_BUDGET_MS", default=1500)
+# Contact lookups are cached (Django cache) so repeat callers do not wait on GHL. "Not found" is kept
+# briefly: a new caller may become a contact after the call and should be recognised next time.
+INBOUND_CONTACT_CACHE_SECONDS = env.int("INBOUND_CONTACT_CACHE_SECONDS", default=60)
+INBOUND_CONTACT_NOT_FOUND_CACHE_SECONDS = env.int("INBOUND_CONTACT_NOT_FOUND_CACHE_SECONDS", default=15)
+
 # Key for encrypting stored GHL tokens (Fernet, urlsafe base64 of 32 bytes). When unset, a key is
 # derived from SECRET_KEY; production should set its own so rotating SECRET_KEY keeps tokens readable.
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from integrations.inbound import inbound_webhook
 from integrations.outbound.views import ghl_outbound_webhook
 from retellghl.health import healthz
 
@@ -18,4 +19,5 @@ urlpatterns = [
         ghl_outbound_webhook,
         name="ghl-outbound-webhook",
     ),
+    path("api/webhooks/inbound", inbound_webhook, name="inbound_webhook"),
 ]

@@ -412,3 +412,21 @@ def test_queue_wiring_runs_the_pipeline_after_commit(
     assert len(ghl.notes_for(DANA)) == 1
     assert CallEvent.objects.get().status == "processed"
     assert GhlSyncTask.objects.get(kind="note").status == "done"
+
+
+@pytest.mark.django_db
+def test_call_events_link_the_inbound_routing_decision_and_reuse_its_contact(client, ghl, agent):
+    from calls.models import RoutingDecision
+
+    answer = post_signed(client, "/api/webhooks/inbound", fixture_json("retell_call_inbound")).json()
+    decision_id = answer["call_inbound"]["metadata"]["routing_decision_id"]
+    lookups = ghl.count("GET", r"/contacts/search/duplicate")
+
+    ended = fixture_json("retell_call_ended")
+    ended["call"].update(retell_llm_dynamic_variables={}, metadata=answer["call_inbound"]["metadata"])
+    deliver(client, ended)
+    decision = RoutingDecision.objects.get(pk=decision_id)
+    call = Call.objects.get()
+    assert decision.call == call and call.ghl_contact_id == DANA
+    assert ghl.count("GET", r"/contacts/search/duplicate") == lookups  # no second lookup after the call
+    assert len(ghl.notes_for(DANA)) == 1

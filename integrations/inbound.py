@@ -1,0 +1,67 @@
+"""POST /api/webhooks/inbound: Retell's inbound call/SMS webhook (REFERENCE.md §3).
+
+Verify the signature → parse → `routing.route_inbound` → answer. Retell waits for this answer while the
+caller hears ringing, so the routing service keeps to a latency budget and fails open.
+"""
+
+import json
+import logging
+import time
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from integrations import routing
+from integrations.phones import InvalidPhoneNumber
+from integrations.signatures import retell_signed
+from retellghl.api import json_error
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt  # Retell authenticates with its signature (checked by retell_signed), not a cookie
+def inbound_webhook(request):
+    if request.method != "POST":
+        return json_error(405, "method_not_allowed", "Use POST.")
+    return _signed_inbound_webhook(request)
+
+
+@retell_signed
+def _signed_inbound_webhook(request):
+    started = time.monotonic()
+    try:
+        payload = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return json_error(400, "invalid_json", "Body is not JSON.")
+    if not isinstance(payload, dict):
+        return json_error(400, "invalid_payload", "Body must be a JSON object.")
+
+    event = payload.get("event")
+    if event not in routing.INBOUND_EVENTS:
+        return json_error(
+            400, "unknown_event", f"Expected event call_inbound or chat_inbound, got {str(event)[:64]!r}."
+        )
+    details = payload.get(event)
+    if not isinstance(details, dict):
+        return json_error(400, "invalid_payload", f"Body has no {event!r} object.")
+    for key in ("from_number", "to_number"):
+        if not isinstance(details.get(key), str) or not details[key].strip():
+            return json_error(400, "missing_number", f"{event}.{key} is missing.")
+    agent_id = details.get("agent_id") if isinstance(details.get("agent_id"), str) else ""
+
+    try:
+        outcome = routing.route_inbound(
+            event=event,
+            from_number=details["from_number"],
+            to_number=details["to_number"],
+            agent_id=agent_id,
+            started=started,
+        )
+    except InvalidPhoneNumber as exc:
+        return json_error(400, "invalid_number", f"{event}.to_number: {exc}")
+    except Exception:
+        # A bug or a database outage must not keep the caller ringing through Retell's retries: an
+        # empty answer means "no override", so Retell connects the number's own agent.
+        logger.exception("inbound routing failed; answering without overrides")
+        return JsonResponse({event: {}})
+    return JsonResponse(outcome.answer)
