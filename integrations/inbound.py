@@ -9,25 +9,18 @@ import logging
 import time
 
 from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from integrations import routing
 from integrations.phones import InvalidPhoneNumber
 from integrations.signatures import retell_signed
-from retellghl.api import json_error
+from retellghl.api import allow_methods, json_error
 
 logger = logging.getLogger(__name__)
 
 
-@csrf_exempt  # Retell authenticates with its signature (checked by retell_signed), not a cookie
-def inbound_webhook(request):
-    if request.method != "POST":
-        return json_error(405, "method_not_allowed", "Use POST.")
-    return _signed_inbound_webhook(request)
-
-
+@allow_methods("POST")
 @retell_signed
-def _signed_inbound_webhook(request):
+def inbound_webhook(request):
     started = time.monotonic()
     try:
         payload = json.loads(request.body)

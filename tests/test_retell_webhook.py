@@ -236,3 +236,13 @@ def test_concurrent_duplicates_store_one_event(agent):
     event = CallEvent.objects.get()
     assert event.delivery_count == 6
     assert Call.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [URL, "/api/webhooks/inbound"])
+def test_signed_endpoints_need_no_csrf_token(url):
+    from django.test import Client
+
+    fixture = "retell_call_started" if url == URL else "retell_call_inbound"
+    response = post_signed(Client(enforce_csrf_checks=True), url, fixture_bytes(fixture))
+    assert response.status_code in (200, 204)
