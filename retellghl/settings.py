@@ -151,6 +151,13 @@ GHL_READ_TIMEOUT = env.float("GHL_READ_TIMEOUT", default=15.0)
 GHL_LIVE_READ_TIMEOUT = env.float("GHL_LIVE_READ_TIMEOUT", default=5.0)
 DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", default="US")
 
+# --- In-call tools --------------------------------------------------------------------------
+# A side-effecting tool call repeated with the same (call, tool, arguments) within this window answers
+# the first call's result instead of acting again (Retell retries; LLMs repeat themselves).
+TOOL_IDEMPOTENCY_WINDOW_SECONDS = env.int("TOOL_IDEMPOTENCY_WINDOW_SECONDS", default=600)
+# How long a concurrent duplicate waits for the first request's result before answering "in progress".
+TOOL_DUPLICATE_WAIT_SECONDS = env.float("TOOL_DUPLICATE_WAIT_SECONDS", default=10.0)
+
 # Key for encrypting stored GHL tokens (Fernet, urlsafe base64 of 32 bytes). When unset, a key is
 # derived from SECRET_KEY; production should set its own so rotating SECRET_KEY keeps tokens readable.
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
