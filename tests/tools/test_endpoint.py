@@ -381,3 +381,30 @@ def test_concurrent_identical_bookings_book_once(ghl, clock, location, monkeypat
     invocation = ToolInvocation.objects.get()
     assert invocation.status == ToolInvocation.Status.SUCCEEDED
     assert invocation.duplicate_count == 1
+
+
+def test_location_edits_reach_the_next_call(client, ghl, clock, availability, location):
+    ghl.get(FREE_SLOTS_URL, json=SLOTS)
+    ghl.get(FREE_SLOTS_URL, json=SLOTS)
+    assert (
+        call_tool(client, "check_availability", {"date": "2026-12-08"}).json()["timezone"]
+        == "America/Los_Angeles"
+    )
+
+    location.timezone = "America/Denver"
+    location.save()
+
+    assert (
+        call_tool(client, "check_availability", {"date": "2026-12-08"}).json()["timezone"] == "America/Denver"
+    )
+
+
+def test_the_default_location_serves_agents_without_one(db, client, ghl, clock, settings):
+    # No location row yet: the first tool call creates the GHL_LOCATION_ID one (token from the env).
+    make_tool("lookup_contact")
+    ghl.get(f"{GHL}/contacts/c_Dana7Lee01", json=fixture_json("ghl_contact"))
+
+    body = call_tool(client, "lookup_contact", {}).json()
+
+    assert body["found"] is True
+    assert ghl.calls[0].request.headers["Authorization"] == f"Bearer {settings.GHL_API_TOKEN}"
