@@ -182,6 +182,14 @@ class ToolDefinitionQuerySet(models.QuerySet):
     def usable(self):
         return self.filter(enabled=True)
 
+    def custom_functions(self):
+        """Enabled definitions served to Retell at /api/functions/<name>."""
+        return self.usable().filter(expose_as_custom_function=True)
+
+    def mcp_tools(self):
+        """Enabled definitions listed by the MCP tool server."""
+        return self.usable().filter(expose_over_mcp=True)
+
     def for_agent(self, retell_agent_id):
         """Tools the agent may call: those open to every agent, and those naming it."""
         return self.filter(
@@ -291,7 +299,8 @@ class ToolDefinition(models.Model):
             errors["config"] = "Configuration must be a JSON object."
         elif spec is not None:
             problems = sorted(
-                Draft202012Validator(spec.config).iter_errors(config), key=lambda e: list(e.path)
+                Draft202012Validator(spec.config).iter_errors(config),
+                key=lambda e: [str(part) for part in e.path],
             )
             if problems:
                 errors["config"] = [_schema_problem(problem) for problem in problems]

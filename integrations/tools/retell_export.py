@@ -32,8 +32,7 @@ def retell_custom_function(definition, base_url=None):
 def custom_functions_for_agent(retell_agent_id, base_url=None):
     """Entries for every enabled custom function the agent may call, by name."""
     definitions = (
-        ToolDefinition.objects.usable()
-        .filter(expose_as_custom_function=True)
+        ToolDefinition.objects.custom_functions()
         .for_agent(retell_agent_id)
         .select_related("location")
         .order_by("name")

@@ -84,10 +84,15 @@ def run_tool(definition, arguments, context):
         payload = _error("tool_unavailable", "That tool isn't available right now.")
         return _finish(None, record, started, payload, f"unknown handler {definition.handler!r}")
 
-    schema, validator = _validator(definition)
-    arguments = _clean_arguments(arguments, schema)
-    record["arguments"] = arguments
-    problems = sorted(validator.iter_errors(arguments), key=lambda error: list(error.absolute_path))
+    try:
+        schema, validator = _validator(definition)
+        arguments = _clean_arguments(arguments, schema)
+        record["arguments"] = arguments
+        problems = sorted(validator.iter_errors(arguments), key=lambda error: _path(error))
+    except Exception as exc:  # a schema the admin accepted but cannot be applied (e.g. a $ref)
+        logger.exception("tool %s: argument schema unusable", definition.name)
+        payload = _error("tool_unavailable", "That tool isn't available right now.")
+        return _finish(None, record, started, payload, f"argument schema: {type(exc).__name__}: {exc}")
     if problems:
         details = [_describe(problem) for problem in problems[:10]]
         payload = _error(
@@ -103,7 +108,7 @@ def run_tool(definition, arguments, context):
         key = idempotency_key(context.call_id, definition.name, arguments)
         claimed, previous = _claim(key, record)
         if claimed is None:
-            return _replay(previous, started)
+            return _replay(previous)
 
     payload, error = _execute(spec, definition, arguments, context)
     return _finish(claimed, record, started, payload, error)
@@ -247,8 +252,12 @@ def _clean_arguments(arguments, schema):
     return cleaned
 
 
+def _path(error):
+    return [str(part) for part in error.absolute_path]
+
+
 def _describe(error):
-    where = ".".join(str(part) for part in error.absolute_path)
+    where = ".".join(_path(error))
     return f"{where}: {error.message}" if where else error.message
 
 
@@ -306,7 +315,7 @@ def pause():
     time.sleep(DUPLICATE_POLL_SECONDS)
 
 
-def _replay(previous, started):
+def _replay(previous):
     ToolInvocation.objects.filter(pk=previous.pk).update(duplicate_count=F("duplicate_count") + 1)
     if previous.status == Status.SUCCEEDED:
         return ToolResult(previous.result, previous.pk, replayed=True)

@@ -69,4 +69,5 @@ def spoken_slot_list(moments, *, today: date | None = None) -> str:
     days = []
     for day, group in groupby(moments, key=lambda moment: moment.date()):
         days.append(f"{spoken_date(day, today=today)} at {join_or(spoken_time(m) for m in group)}")
-    return join_or(days)
+    # A comma between days keeps "2:00 PM or 4:00 PM, or Wednesday..." from running together.
+    return ", or ".join(days) if len(days) == 2 else join_or(days)

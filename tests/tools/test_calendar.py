@@ -173,7 +173,7 @@ def test_no_slots_on_the_day_offers_the_nearest_later_ones(client, ghl, clock, a
     ]
     assert body["message"] == (
         "I don't have anything on Tuesday, December 8 in the morning. The nearest openings are "
-        "Wednesday, December 9 at 10:30 AM or Thursday, December 10 at 8:00 AM."
+        "Wednesday, December 9 at 10:30 AM, or Thursday, December 10 at 8:00 AM."
     )
 
 

@@ -408,3 +408,15 @@ def test_the_default_location_serves_agents_without_one(db, client, ghl, clock, 
 
     assert body["found"] is True
     assert ghl.calls[0].request.headers["Authorization"] == f"Bearer {settings.GHL_API_TOKEN}"
+
+
+def test_a_schema_that_cannot_be_applied_answers_speakably(client, ghl, clock, location):
+    # Valid against the metaschema, so the admin accepts it, but its $ref cannot be resolved here.
+    schema = {"type": "object", "properties": {"date": {"$ref": "https://example.com/date.json"}}}
+    make_tool("check_availability", argument_schema=schema)
+
+    response = call_tool(client, "check_availability", {"date": "2026-12-08"})
+
+    assert response.status_code == 200
+    assert response.json() == {"error": "tool_unavailable", "message": "That tool isn't available right now."}
+    assert ToolInvocation.objects.get().error.startswith("argument schema:")
