@@ -262,7 +262,7 @@ def _zone(name):
         return None
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return None
 
 
@@ -271,7 +271,13 @@ def _midnight(day, zone):
 
 
 def _parse_day(value):
-    return date.fromisoformat(value) if value else None
+    """A YYYY-MM-DD argument (the default schema checks the format; an overridden one may not)."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ToolError("invalid_date", "Which date would you like?", hint="Dates are YYYY-MM-DD.") from None
 
 
 def _slot_unavailable(slots, wanted, config, today):

@@ -583,3 +583,18 @@ def test_cancel_refuses_an_appointment_that_is_not_the_callers(client, ghl, cloc
 
     assert body["error"] == "appointment_not_found"
     assert not [call for call in ghl.calls if call.request.method == "PUT"]
+
+
+def test_a_date_an_overridden_schema_let_through_is_refused_speakably(client, ghl, clock, location):
+    make_tool(
+        "check_availability", argument_schema={"type": "object", "properties": {"date": {"type": "string"}}}
+    )
+
+    body = call_tool(client, "check_availability", {"date": "next tuesday"}).json()
+
+    assert body == {
+        "error": "invalid_date",
+        "message": "Which date would you like?",
+        "hint": "Dates are YYYY-MM-DD.",
+    }
+    assert len(ghl.calls) == 0
