@@ -2,8 +2,9 @@ import json
 
 from django.contrib import admin
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from calls.models import Call, CallEvent, GhlSyncTask, RoutingDecision, ToolInvocation
 
@@ -75,7 +76,7 @@ class CallAdmin(ReadOnlyAdmin):
     list_select_related = ["agent"]
     inlines = [CallEventInline, GhlSyncTaskInline, RoutingDecisionInline]
     exclude = ["transcript_object", "transcript_with_tool_calls", "call_analysis", "call_cost"]
-    readonly_fields = ["analysis_json", "cost_json"]
+    readonly_fields = ["analysis_json", "cost_json", "tool_invocations"]
 
     @admin.display(description="Call analysis")
     def analysis_json(self, obj):
@@ -84,6 +85,33 @@ class CallAdmin(ReadOnlyAdmin):
     @admin.display(description="Cost")
     def cost_json(self, obj):
         return pretty_json(obj.call_cost)
+
+    @admin.display(description="In-call tools")
+    def tool_invocations(self, obj):
+        # Keyed by call_id, not a foreign key: tools run while the call is live, often before the
+        # call_started webhook has created this row.
+        invocations = ToolInvocation.objects.filter(call_id=obj.call_id).order_by("created_at")
+        rows = format_html_join(
+            "",
+            "<tr><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    reverse("admin:calls_toolinvocation_change", args=[invocation.pk]),
+                    invocation.tool_name,
+                    timezone.localtime(invocation.created_at).strftime("%H:%M:%S"),
+                    invocation.status,
+                    invocation.error_code or "-",
+                    f"{invocation.latency_ms:.0f} ms" if invocation.latency_ms is not None else "-",
+                )
+                for invocation in invocations
+            ),
+        )
+        if not rows:
+            return "None"
+        return format_html(
+            "<table><tr><th>Tool</th><th>At</th><th>Status</th><th>Error</th><th>Latency</th></tr>{}</table>",
+            rows,
+        )
 
 
 @admin.register(CallEvent)
@@ -106,9 +134,18 @@ class CallEventAdmin(ReadOnlyAdmin):
 
 @admin.register(ToolInvocation)
 class ToolInvocationAdmin(ReadOnlyAdmin):
-    list_display = ["tool_name", "call_id", "source", "status", "success", "latency_ms", "created_at"]
-    list_filter = ["tool_name", "source", "status", "success"]
-    search_fields = ["call_id", "tool_name", "error"]
+    list_display = [
+        "tool_name",
+        "call_id",
+        "source",
+        "status",
+        "error_code",
+        "latency_ms",
+        "duplicate_count",
+        "created_at",
+    ]
+    list_filter = ["tool_name", "source", "status", "success", "error_code"]
+    search_fields = ["call_id", "tool_name", "agent_id", "error", "error_code"]
     date_hierarchy = "created_at"
     exclude = ["arguments", "result"]
     readonly_fields = ["arguments_json", "result_json"]

@@ -154,15 +154,27 @@ class ToolInvocation(models.Model):
         FAILED = "failed", "Failed"
 
     call_id = models.CharField(max_length=128, blank=True, db_index=True)  # the Call may not exist yet
+    agent_id = models.CharField(max_length=128, blank=True, help_text="Retell agent that called the tool.")
     tool_name = models.CharField(max_length=64, db_index=True)
     handler = models.CharField(max_length=64, blank=True)
+    definition = models.ForeignKey(
+        "integrations.ToolDefinition",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invocations",
+    )
     source = models.CharField(max_length=32, choices=Source.choices)
     arguments = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     success = models.BooleanField(null=True)
     error = models.TextField(blank=True)
+    # The stable code the agent received ("slot_unavailable", "ghl_unavailable", ...); empty on success.
+    error_code = models.CharField(max_length=64, blank=True, db_index=True)
     latency_ms = models.FloatField(null=True, blank=True)
+    # Retries and concurrent duplicates answered from this invocation instead of acting again.
+    duplicate_count = models.PositiveIntegerField(default=0)
     # Set for side-effecting calls within a live call: hash of (call_id, tool, arguments). Unique, so a
     # Retell retry or a concurrent duplicate finds the first invocation instead of acting again.
     idempotency_key = models.CharField(max_length=128, null=True, blank=True, unique=True)

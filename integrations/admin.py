@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 
 from calls.admin import HasErrorFilter, ReadOnlyAdmin, pretty_json
 from integrations import admin_routing  # noqa: F401  (registers the inbound routing admin)
@@ -9,6 +10,7 @@ from integrations.models import (
     GhlLocation,
     OutboundCallRequest,
     OutboundCampaign,
+    ToolDefinition,
     default_call_days,
 )
 
@@ -226,3 +228,68 @@ class OutboundCallRequestAdmin(ReadOnlyAdmin):
 
         count = outbound_requests_retry(queryset)
         self.message_user(request, f"{count} outbound request(s) queued for a new attempt.")
+
+
+@admin.register(ToolDefinition)
+class ToolDefinitionAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "handler",
+        "location",
+        "enabled",
+        "expose_as_custom_function",
+        "expose_over_mcp",
+        "agent_count",
+        "updated_at",
+    ]
+    list_filter = ["enabled", "handler", "expose_as_custom_function", "expose_over_mcp", "location"]
+    search_fields = ["name", "description", "handler"]
+    list_select_related = ["location"]
+    filter_horizontal = ["agents"]
+    readonly_fields = ["handler_defaults", "retell_json", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "handler", "enabled", "description", "location", "agents"]}),
+        ("Arguments and configuration", {"fields": ["config", "argument_schema", "handler_defaults"]}),
+        ("Exposure", {"fields": ["expose_as_custom_function", "expose_over_mcp"]}),
+        (
+            "Retell custom function",
+            {
+                "fields": [
+                    "speak_during_execution",
+                    "execution_message",
+                    "speak_after_execution",
+                    "timeout_ms",
+                    "retell_json",
+                ]
+            },
+        ),
+        (None, {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(agents_count=Count("agents"))
+
+    @admin.display(description="Agents", ordering="agents_count")
+    def agent_count(self, obj):
+        return obj.agents_count or "all"
+
+    @admin.display(description="Handler defaults")
+    def handler_defaults(self, obj):
+        spec = obj.handler_spec if obj.pk else None
+        if spec is None:
+            return "Save to see the handler's default description, argument schema and configuration keys."
+        return pretty_json(
+            {
+                "description": spec.description,
+                "argument_schema": spec.default_schema(obj.config or {}),
+                "config_schema": spec.config,
+            }
+        )
+
+    @admin.display(description="Retell custom-function JSON")
+    def retell_json(self, obj):
+        if not obj.pk:
+            return "-"
+        from integrations.tools.retell_export import retell_custom_function
+
+        return pretty_json(retell_custom_function(obj))

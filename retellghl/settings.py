@@ -159,6 +159,12 @@ INBOUND_ROUTING_BUDGET_MS = env.int("INBOUND_ROUTING_BUDGET_MS", default=1500)
 # briefly: a new caller may become a contact after the call and should be recognised next time.
 INBOUND_CONTACT_CACHE_SECONDS = env.int("INBOUND_CONTACT_CACHE_SECONDS", default=60)
 INBOUND_CONTACT_NOT_FOUND_CACHE_SECONDS = env.int("INBOUND_CONTACT_NOT_FOUND_CACHE_SECONDS", default=15)
+# --- In-call tools --------------------------------------------------------------------------
+# A side-effecting tool call repeated with the same (call, tool, arguments) within this window answers
+# the first call's result instead of acting again (Retell retries; LLMs repeat themselves).
+TOOL_IDEMPOTENCY_WINDOW_SECONDS = env.int("TOOL_IDEMPOTENCY_WINDOW_SECONDS", default=600)
+# How long a concurrent duplicate waits for the first request's result before answering "in progress".
+TOOL_DUPLICATE_WAIT_SECONDS = env.float("TOOL_DUPLICATE_WAIT_SECONDS", default=10.0)
 
 # Key for encrypting stored GHL tokens (Fernet, urlsafe base64 of 32 bytes). When unset, a key is
 # derived from SECRET_KEY; production should set its own so rotating SECRET_KEY keeps tokens readable.

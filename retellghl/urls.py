@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 
 from integrations.inbound import inbound_webhook
 from integrations.outbound.views import ghl_outbound_webhook
+from integrations.tools.views import custom_function
 from retellghl.health import healthz
 
 admin.site.site_header = "retellghl"
@@ -20,4 +21,6 @@ urlpatterns = [
         name="ghl-outbound-webhook",
     ),
     path("api/webhooks/inbound", inbound_webhook, name="inbound_webhook"),
+    # With or without a trailing slash: a redirect would lose the POST body and its signature.
+    re_path(r"^api/functions/(?P<tool_name>[^/]+)/?$", custom_function, name="custom_function"),
 ]
