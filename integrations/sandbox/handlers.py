@@ -66,9 +66,11 @@ def not_found(what):
     return GhlError(404, f"{what} not found")
 
 
-def get_or_404(model, pk, what):
+def get_or_404(model, pk, what, *, for_update=False):
+    """The row, or GHL's 404. `for_update` locks it for a read-modify-write (tags, custom fields)."""
+    rows = model.objects.select_for_update() if for_update else model.objects
     try:
-        return model.objects.get(pk=pk)
+        return rows.get(pk=pk)
     except model.DoesNotExist:
         raise not_found(what) from None
 
@@ -270,8 +272,8 @@ def upsert_contact(request):
     location_id = body["locationId"]
     email = (body.get("email") or "").strip().lower()
     phone = (body.get("phone") or "").strip()
-    for _ in range(2):  # a concurrent upsert may create the match between our look and our insert
-        contact, _ = find_duplicate(location_id, email=email, phone=phone)
+    for _attempt in range(2):  # a concurrent upsert may create the match between our look and our insert
+        contact, _field = find_duplicate(location_id, email=email, phone=phone)
         created = contact is None
         contact = contact or SandboxContact(location_id=location_id)
         apply_contact_fields(contact, body)
@@ -286,7 +288,7 @@ def upsert_contact(request):
 
 
 def update_contact(request, contact_id):
-    contact = get_or_404(SandboxContact, contact_id, "Contact")
+    contact = get_or_404(SandboxContact, contact_id, "Contact", for_update=True)
     validate_contact(request.body, allowed=CONTACT_FIELDS)
     apply_contact_fields(contact, request.body)
     save_contact(contact)
@@ -301,7 +303,7 @@ def _tags_from(body):
 
 
 def add_tags(request, contact_id):
-    contact = get_or_404(SandboxContact, contact_id, "Contact")
+    contact = get_or_404(SandboxContact, contact_id, "Contact", for_update=True)
     tags = _tags_from(request.body)
     contact.tags = normalize_tags([*contact.tags, *tags])
     contact.save(update_fields=["tags", "date_updated"])
@@ -309,7 +311,7 @@ def add_tags(request, contact_id):
 
 
 def remove_tags(request, contact_id):
-    contact = get_or_404(SandboxContact, contact_id, "Contact")
+    contact = get_or_404(SandboxContact, contact_id, "Contact", for_update=True)
     tags = set(_tags_from(request.body))
     contact.tags = [tag for tag in contact.tags if tag not in tags]
     contact.save(update_fields=["tags", "date_updated"])
@@ -389,8 +391,8 @@ def _epoch_ms_param(query, name, errors):
     value = query.get(name)
     if value is None or value == "":
         errors.append(f"{name} should not be empty")
-    elif not re.fullmatch(r"\d{1,15}", value):
-        # GHL takes epoch milliseconds only; ISO dates are refused.
+    elif not re.fullmatch(r"\d{1,13}", value):
+        # GHL takes epoch milliseconds only; ISO dates are refused. (13 digits reach the year 2286.)
         errors.append(f"{name} must be a number conforming to the specified constraints")
     else:
         return int(value)
@@ -458,18 +460,9 @@ def _validate_appointment(body, *, allowed, required=()):
         body,
         allowed=allowed,
         required=required,
-        strings=(
-            "title",
-            "assignedUserId",
-            "description",
-            "address",
-            "rrule",
-            "calendarId",
-            "startTime",
-            "endTime",
-            "locationId",
-            "contactId",
-            "meetingLocationId",
+        strings=tuple(
+            "title assignedUserId description address rrule calendarId startTime endTime locationId "
+            "contactId meetingLocationId".split()
         ),
         booleans=("overrideLocationConfig", "ignoreDateRange", "toNotify", "ignoreFreeSlotValidation"),
         enums={
@@ -482,7 +475,8 @@ def _validate_appointment(body, *, allowed, required=()):
 def _parse_time(value, name):
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        moment.astimezone(UTC)  # years near 1 or 9999 cannot be converted: refuse them here
+    except (ValueError, OverflowError):
         moment = None
     if moment is None or moment.utcoffset() is None:
         # The sandbox insists on an offset: a bare local time would be read in some timezone we
