@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count
 
@@ -53,7 +54,9 @@ class GhlLocationAdmin(admin.ModelAdmin):
     def token_status(self, obj):
         if obj.token:
             return "stored (encrypted)"
-        return "from environment" if obj.has_token else "missing"
+        if obj.location_id == settings.GHL_LOCATION_ID and settings.GHL_API_TOKEN:
+            return "from environment"
+        return "not needed (GHL sandbox)" if settings.GHL_SANDBOX else "missing"
 
 
 @admin.register(Agent)
@@ -293,3 +296,7 @@ class ToolDefinitionAdmin(admin.ModelAdmin):
         from integrations.tools.retell_export import retell_custom_function
 
         return pretty_json(retell_custom_function(obj))
+
+
+# The GHL sandbox's tables (integrations/sandbox/admin.py).
+from integrations.sandbox import admin as sandbox_admin  # noqa: E402,F401

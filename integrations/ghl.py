@@ -65,6 +65,17 @@ class RateLimit:
         )
 
 
+def ghl_session(base_url):
+    """A requests session for GHL. With GHL_SANDBOX on, requests to `base_url` never reach the network:
+    the in-process GHL sandbox answers them (the client's code path stays exactly the same)."""
+    session = requests.Session()
+    if settings.GHL_SANDBOX:
+        from integrations.sandbox.adapter import SandboxAdapter
+
+        session.mount(base_url.rstrip("/") + "/", SandboxAdapter(base_url))
+    return session
+
+
 class GhlClient:
     """GHL API v2 for one location.
 
@@ -99,7 +110,7 @@ class GhlClient:
         )
         self.throttle = throttle
         # A shared session is safe: the token travels in per-request headers, not session headers.
-        self.session = session or requests.Session()
+        self.session = session or ghl_session(self.base_url)
         self.rate_limit = RateLimit()
         self._sleep = sleep
         self._clock = clock

@@ -11,6 +11,17 @@ from django.utils.functional import cached_property
 
 from integrations.crypto import EncryptedTextField
 from integrations.errors import NotConfigured
+from integrations.sandbox import SANDBOX_CALENDAR_ID, SANDBOX_LOCATION_ID, SANDBOX_TOKEN
+
+# The GHL sandbox's tables belong to this app; importing them here registers them.
+from integrations.sandbox.models import (  # noqa: F401
+    SandboxAppointment,
+    SandboxCalendar,
+    SandboxContact,
+    SandboxNote,
+    SandboxOpportunity,
+    SandboxWorkflowEnrolment,
+)
 from integrations.tools.registry import handler_choices as tool_handler_choices
 
 
@@ -31,11 +42,22 @@ class GhlLocationQuerySet(models.QuerySet):
     def default(self):
         """The deployment's default location: the one named by GHL_LOCATION_ID, created on first use.
 
-        With GHL_LOCATION_ID unset, a deployment with exactly one location uses that one.
+        With GHL_LOCATION_ID unset, the GHL sandbox uses its own location, and otherwise a deployment
+        with exactly one location uses that one.
         """
         if settings.GHL_LOCATION_ID:
             location, _ = self.get_or_create(
                 location_id=settings.GHL_LOCATION_ID, defaults={"name": "Default location"}
+            )
+            return location
+        if settings.GHL_SANDBOX:
+            location, _ = self.get_or_create(
+                location_id=SANDBOX_LOCATION_ID,
+                defaults={
+                    "name": "GHL sandbox",
+                    "timezone": "America/Los_Angeles",
+                    "default_calendar_id": SANDBOX_CALENDAR_ID,
+                },
             )
             return location
         only = list(self.all()[:2])
@@ -70,11 +92,17 @@ class GhlLocation(models.Model):
 
     @property
     def api_token(self):
-        """The stored token, or the environment's for the env-configured location."""
+        """The stored token, or the environment's for the env-configured location.
+
+        In sandbox mode a location without one gets a placeholder: the in-process sandbox accepts any
+        bearer token and nothing is sent to GHL.
+        """
         if self.token:
             return self.token
         if self.location_id == settings.GHL_LOCATION_ID and settings.GHL_API_TOKEN:
             return settings.GHL_API_TOKEN
+        if settings.GHL_SANDBOX:
+            return SANDBOX_TOKEN
         return ""
 
     @property

@@ -150,6 +150,9 @@ GHL_READ_TIMEOUT = env.float("GHL_READ_TIMEOUT", default=15.0)
 # Live-call paths (inbound routing, in-call tools) use a shorter read timeout: a caller is waiting.
 GHL_LIVE_READ_TIMEOUT = env.float("GHL_LIVE_READ_TIMEOUT", default=5.0)
 DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", default="US")
+# The built-in GHL sandbox (integrations/sandbox): GHL requests are answered in-process from its own
+# tables, nothing goes to GHL, no token is needed. For trying the product and staging new agents.
+GHL_SANDBOX = env.bool("GHL_SANDBOX", default=False)
 
 # --- Inbound call routing -------------------------------------------------------------------
 # The caller hears ringing until we answer Retell's inbound webhook. The GHL contact lookup gets what

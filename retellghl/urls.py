@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
@@ -6,7 +7,8 @@ from integrations.outbound.views import ghl_outbound_webhook
 from integrations.tools.views import custom_function
 from retellghl.health import healthz
 
-admin.site.site_header = "retellghl"
+# Operators must never mistake the sandbox for their real GHL.
+admin.site.site_header = "retellghl · GHL sandbox" if settings.GHL_SANDBOX else "retellghl"
 admin.site.site_title = "retellghl admin"
 admin.site.index_title = "Retell ↔ GoHighLevel"
 

@@ -88,6 +88,28 @@ def test_repr_hides_the_token(client):
     assert TOKEN not in repr(client)
 
 
+def test_sandbox_mode_mounts_the_sandbox_on_the_clients_base_url_only(settings):
+    from integrations.sandbox.adapter import SandboxAdapter
+
+    settings.GHL_SANDBOX = True
+    sandboxed = GhlClient(token=TOKEN, location_id=LOCATION, base_url=BASE)
+    assert isinstance(sandboxed.session.get_adapter(f"{BASE}/contacts/c_1"), SandboxAdapter)
+    assert isinstance(
+        sandboxed.session.get_adapter("https://api.retellai.com/v2"), requests.adapters.HTTPAdapter
+    )
+
+    own_session = requests.Session()  # a session handed in is used as it is
+    assert (
+        GhlClient(token=TOKEN, location_id=LOCATION, base_url=BASE, session=own_session).session
+        is own_session
+    )
+    assert isinstance(own_session.get_adapter(f"{BASE}/contacts/c_1"), requests.adapters.HTTPAdapter)
+
+    settings.GHL_SANDBOX = False
+    live = GhlClient(token=TOKEN, location_id=LOCATION, base_url=BASE)
+    assert isinstance(live.session.get_adapter(f"{BASE}/contacts/c_1"), requests.adapters.HTTPAdapter)
+
+
 # --- Contacts ------------------------------------------------------------------------------------
 
 
