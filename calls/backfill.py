@@ -90,13 +90,14 @@ class Summary:
         return not self.failed and not self.unfinished and not self.interrupted
 
     def line(self):
+        calls = f"{self.selected} call{'' if self.selected == 1 else 's'}"
         if self.dry_run:
             return (
-                f"Backfill GHL notes (dry run): {self.selected} calls: would write {self.written}, "
+                f"Backfill GHL notes (dry run): {calls}: would write {self.written}, "
                 f"would update {self.updated}, unchanged {self.unchanged}; nothing was sent to GHL."
             )
         text = (
-            f"Backfill GHL notes: {self.selected} calls: {self.written} written, {self.updated} updated, "
+            f"Backfill GHL notes: {calls}: {self.written} written, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.skipped_no_contact} skipped (no contact), "
             f"{len(self.failed)} failed"
         )

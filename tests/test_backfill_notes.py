@@ -191,7 +191,7 @@ def test_a_backfilled_note_is_the_live_note(client, ghl, agent):
     requests_before = len(ghl.requests)
 
     output = run("--sync", "--include-synced")
-    assert "1 calls: 0 written, 0 updated, 1 unchanged" in output
+    assert "1 call: 0 written, 0 updated, 1 unchanged" in output
     assert ghl.requests[requests_before:] == []  # same body: nothing to send
     assert list(ghl.notes.values()) == [live_note]
 
@@ -206,7 +206,7 @@ def test_include_synced_rewrites_the_existing_note_in_place(ghl, agent):
 
     assert "0 calls" in run("--sync")  # already written: not selected without --include-synced
     output = run("--sync", "--include-synced")
-    assert "1 calls: 0 written, 1 updated" in output
+    assert "1 call: 0 written, 1 updated" in output
     assert ghl.count("POST", r"/notes$") == 1 and ghl.count("PUT", rf"/notes/{note_id}$") == 1
     assert ghl.notes[note_id]["body"] == f"Call {call.call_id}: {call.summary}\n"
 

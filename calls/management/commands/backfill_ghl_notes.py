@@ -52,7 +52,7 @@ class Command(BaseCommand):
         )
         summary = run_backfill(self, selection, options)
         if not summary.ok:
-            raise CommandError(failure_message(summary))
+            raise CommandError(failure_message(summary), returncode=130 if summary.interrupted else 1)
 
 
 def run_backfill(command, selection, options):
