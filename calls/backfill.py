@@ -229,6 +229,7 @@ class NoteBackfill:
         self.tty = tty
         self.summary = Summary(selected=len(plan.notes), not_eligible=plan.not_eligible, dry_run=dry_run)
         self.call_ids = {}  # task id -> call id
+        self.had_note = {}  # task id -> whether GHL held the call's note when planned
         self.waiting = set()  # task ids not finished yet
         self.seen_429 = set()  # (task id, attempt) pairs that hit a 429
         self.running_task = None  # the task this process is performing (released on Ctrl-C)
@@ -336,6 +337,7 @@ class NoteBackfill:
             self.progress.advance()
             return None
         self.call_ids[task.pk] = call.call_id
+        self.had_note[task.pk] = bool(item.ghl_id)
         self.waiting.add(task.pk)
         return task.pk
 
@@ -353,15 +355,17 @@ class NoteBackfill:
         elif task.payload.get("skipped") == "no_contact":
             self.summary.skipped_no_contact += 1
             self._say(f"{call_id}: skipped, no GHL contact")
-        elif task.payload.get("last_action") == "unchanged":
-            self.summary.unchanged += 1
-            self._say(f"{call_id}: note {task.ghl_id} already up to date")
+        elif not self.had_note[task.pk] or task.payload.get("last_action") in ("created", "adopted"):
+            # The call had no note when this run began and has one now: written, whoever ran the
+            # task last (a concurrent run or a worker may have re-run it after us, "unchanged").
+            self.summary.written += 1
+            self._say(f"{call_id}: wrote note {task.ghl_id}")
         elif task.payload.get("last_action") == "updated":
             self.summary.updated += 1
             self._say(f"{call_id}: updated note {task.ghl_id}")
-        else:  # created, or adopted one an interrupted attempt had created
-            self.summary.written += 1
-            self._say(f"{call_id}: wrote note {task.ghl_id}")
+        else:
+            self.summary.unchanged += 1
+            self._say(f"{call_id}: note {task.ghl_id} already up to date")
         self.progress.advance()
         return True
 

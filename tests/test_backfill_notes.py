@@ -422,3 +422,39 @@ def test_bad_options_are_command_errors(agent):
         run("--agent", "agent_x")
     with pytest.raises(CommandError, match="is not a date"):
         run("--since", "yesterday-ish")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_backfills_at_once_write_each_note_once(agent):
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("real concurrency needs PostgreSQL")
+    calls = [stored_call(n) for n in range(1, 7)]
+    barrier = threading.Barrier(2)
+    summaries = []
+
+    def backfill():
+        try:
+            plan = plan_notes(NoteSelection())
+            barrier.wait()
+            summaries.append(
+                NoteBackfill(plan, out=io.StringIO(), sync=True, poll_interval=0.02, timeout=60).run()
+            )
+        finally:
+            connection.close()
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        ghl = FakeGhl(rsps)
+        threads = [threading.Thread(target=backfill) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(ghl.notes) == len(calls) and ghl.count("POST", r"/notes$") == len(calls)
+    assert all(summary.ok for summary in summaries) and len(summaries) == 2
+    # Each run reports every call as written: none had a note when it began, all have one now.
+    assert [summary.written for summary in summaries] == [len(calls), len(calls)]
+    assert all(GhlSyncTask.objects.get(call_id=c.pk, kind="note").status == "done" for c in calls)
