@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -151,27 +152,27 @@ def plan_notes(selection):
         calls = calls.exclude(Exists(written))
 
     agents_by_pk = {agent.pk: agent for agent in agents.values()}
-    rows = calls.order_by(F("at").asc(), "pk").values_list(
+    rows = calls.order_by(F("at").asc(), "pk").values(
         "pk", "call_id", "agent_id", "retell_agent_id", "status", "ended_at", "has_analysis",
         "note_task_id", "note_ghl_id",
     )  # fmt: skip
     notes, not_eligible = [], 0
-    for (
-        pk,
-        call_id,
-        agent_pk,
-        retell_agent_id,
-        status,
-        ended_at,
-        has_analysis,
-        task_id,
-        ghl_id,
-    ) in rows.iterator(chunk_size=2000):
-        agent = agents_by_pk.get(agent_pk) or agents.get(retell_agent_id)
-        if not agent_wants_note(agent, note_events(status=status, ended_at=ended_at, analysed=has_analysis)):
+    for row in rows.iterator(chunk_size=2000):
+        agent = agents_by_pk.get(row["agent_id"]) or agents.get(row["retell_agent_id"])
+        seen = note_events(status=row["status"], ended_at=row["ended_at"], analysed=row["has_analysis"])
+        if not agent_wants_note(agent, seen):
             not_eligible += 1
             continue
-        notes.append(PlannedNote(pk, call_id, agent, agent_pk is None, task_id, ghl_id or ""))
+        notes.append(
+            PlannedNote(
+                call_pk=row["pk"],
+                call_id=row["call_id"],
+                agent=agent,
+                attach_agent=row["agent_id"] is None,
+                task_id=row["note_task_id"],
+                ghl_id=row["note_ghl_id"] or "",
+            )
+        )
         if selection.limit and len(notes) >= selection.limit:
             break
     return Plan(notes=notes, not_eligible=not_eligible)
@@ -186,15 +187,19 @@ def _location_filter(location_ids, agents):
     where |= Q(
         location__isnull=True, agent__isnull=True, retell_agent_id__in=[a.retell_agent_id for a in unlinked]
     )
-    try:
-        default = GhlLocation.objects.default()
-    except NotConfigured:
-        default = None
-    if default is not None and default.location_id in location_ids:
+    if _default_location_id() in location_ids:
         without_location = [a.retell_agent_id for a in agents.values() if a.location_id is None]
         where |= Q(location__isnull=True, agent__isnull=False, agent__location__isnull=True)
         where |= Q(location__isnull=True, agent__isnull=True, retell_agent_id__in=without_location)
     return where
+
+
+def _default_location_id():
+    """GhlLocation.objects.default()'s id, without creating it (selection must not write)."""
+    if settings.GHL_LOCATION_ID:
+        return settings.GHL_LOCATION_ID
+    only = list(GhlLocation.objects.values_list("location_id", flat=True)[:2])
+    return only[0] if len(only) == 1 else None
 
 
 # --- Running -------------------------------------------------------------------------------------

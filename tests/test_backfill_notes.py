@@ -100,6 +100,14 @@ def test_selection_filters(agent, location):
     assert planned(location_ids=["loc_BrightDental1"]) == everything[:2]
     assert planned(call_ids=[second.call_id, "call_unknown"]) == [second.call_id]
     assert planned(limit=2) == everything[:2]
+    # Calls sync to the call's location, else its agent's, else the default (GHL_LOCATION_ID) one,
+    # also for calls not linked to their agent yet.
+    roaming = Agent.objects.create(retell_agent_id="agent_roaming", name="No location")
+    fourth = stored_call(4, agent_id="agent_roaming", started=DAY + timedelta(days=3))
+    Call.objects.filter(pk=third.pk).update(agent=None, location=None)
+    assert planned(location_ids=["loc_BrightDental1"]) == [first.call_id, second.call_id, fourth.call_id]
+    assert planned(location_ids=["loc_Other"]) == [third.call_id]
+    assert fourth.agent == roaming and fourth.location is None
     with pytest.raises(SelectionError, match='unknown agent "agent_nope"'):
         planned(agent_ids=["agent_nope"])
     with pytest.raises(SelectionError, match='unknown location "loc_nope"'):
