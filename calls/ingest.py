@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from calls.models import Call, CallEvent
-from calls.pipeline import enqueue_event_processing
+from calls.pipeline import RECONCILED_EVENT, enqueue_event_processing
 from integrations.models import Agent
 from integrations.phones import to_e164_or_none
 from integrations.routing import link_routing_decision
@@ -83,6 +83,40 @@ def ingest_retell_event(raw_body):
         if acted_on:
             enqueue_event_processing(event)  # runs after this transaction commits
     return IngestResult(event=event, call=call, duplicate=False)
+
+
+def ingest_fetched_call(data):
+    """Store a call object fetched from Retell's API (get-call) and merge it as its webhook would be.
+
+    Used by `sync_retell_calls` for calls whose webhooks we missed. The object is kept as a CallEvent
+    named "reconciled" (the call as JSON, the payload shaped like a delivery), deduplicated by its
+    content: fetching the same object twice stores and merges it once (`duplicate=True`), while a
+    call that changed since (its analysis arrived) is stored again. The caller processes the event
+    (`pipeline.process_call_event`), which acts on it as on the call_ended / call_analyzed it implies.
+    """
+    call_id = data.get("call_id") if isinstance(data, dict) else None
+    if not isinstance(call_id, str) or not call_id.strip() or len(call_id) > 128:
+        raise InvalidEvent("missing_call_id", "The call object has no usable call_id.")
+    raw_text = json.dumps(data, ensure_ascii=False)  # as fetched (the client decoded it; keys in order)
+    digest = hashlib.sha256(raw_text.encode()).hexdigest()[:16]
+    key = f"{call_id}:{RECONCILED_EVENT}:{digest}"
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                event = CallEvent.objects.create(
+                    retell_call_id=call_id,
+                    event=RECONCILED_EVENT,
+                    dedupe_key=key,
+                    raw_body=raw_text,
+                    payload={"event": RECONCILED_EVENT, "call": data},
+                )
+        except IntegrityError:
+            return IngestResult(event=CallEvent.objects.get(dedupe_key=key), call=None, duplicate=True)
+        # The same merge as a webhook: the richest event name the object deserves.
+        has_analysis = isinstance(data.get("call_analysis"), dict) and bool(data["call_analysis"])
+        event.call = upsert_call(data, "call_analyzed" if has_analysis else "call_ended")
+        event.save(update_fields=["call"])
+    return IngestResult(event=event, call=event.call, duplicate=False)
 
 
 def _parse(raw_text):

@@ -8,6 +8,8 @@ updated with the analysis), tags added once, one workflow enrolment.
 
 import hashlib
 import logging
+import threading
+from contextlib import contextmanager
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +25,10 @@ log = logging.getLogger(__name__)
 
 NOTE_EVENTS = ("call_ended", "call_analyzed")
 OUTCOME_TAGS = {True: "call-successful", False: "call-failed"}
+# A call object fetched from the API by `sync_retell_calls`, stored as a CallEvent of this name. It
+# stands for the call_ended / call_analyzed deliveries we missed (see `events_of`).
+RECONCILED_EVENT = "reconciled"
+FINAL_STATUSES = ("ended", "not_connected", "error")
 
 
 class NoContact(Exception):
@@ -41,17 +47,67 @@ def process_call_event(event_id, *, now=None):
     now = now or timezone.now()
     event = CallEvent.objects.select_related("call__agent").get(pk=event_id)
     call, agent = event.call, event.call.agent if event.call else None
-    if call is None or agent is None or not agent.acts_on(event.event):
+    acted_on = [name for name in events_of(event) if agent is not None and agent.acts_on(name)]
+    if call is None or agent is None or not acted_on:
         reason = "no call" if call is None else "no agent configured" if agent is None else "not acted on"
         _finish_event(event, CallEvent.Status.IGNORED, reason, now)
         return []
 
-    with transaction.atomic():
-        tasks = [_task(call, kind, now) for kind in tasks_for_event(agent, event.event)]
-        queued = [task.pk for task in tasks if outbox.request_run(task, now=now)]
-        outbox.enqueue(queued)
-    outbox.refresh_call_sync_status(call.pk)
+    kinds = dict.fromkeys(kind for name in acted_on for kind in tasks_for_event(agent, name))
+    tasks = ensure_call_tasks(call, list(kinds), now=now)
     _finish_event(event, CallEvent.Status.PROCESSED, "", now)
+    return tasks
+
+
+def events_of(event):
+    """The webhook events a stored delivery stands for: itself, or for a reconciled call object the
+    call_ended / call_analyzed deliveries its data proves happened."""
+    if event.event != RECONCILED_EVENT:
+        return [event.event]
+    return events_implied_by((event.payload or {}).get("call") or {})
+
+
+def events_implied_by(data):
+    """["call_ended"] for a finished Retell call object, plus "call_analyzed" once it has an analysis."""
+    names = []
+    if data.get("call_status") in FINAL_STATUSES:
+        names.append("call_ended")
+    if isinstance(data.get("call_analysis"), dict) and data["call_analysis"]:
+        names.append("call_analyzed")
+    return names
+
+
+def note_events(*, status, ended_at, analysed):
+    """The note events a stored call has seen, judged from its data (used by the note backfill)."""
+    names = []
+    if status in FINAL_STATUSES or ended_at is not None:
+        names.append("call_ended")
+    if analysed:
+        names.append("call_analyzed")
+    return names
+
+
+def agent_wants_note(agent, event_names):
+    """Would the live pipeline write a note for these events of this agent's call?"""
+    return agent is not None and any(
+        agent.acts_on(name) and GhlSyncTask.Kind.NOTE in tasks_for_event(agent, name) for name in event_names
+    )
+
+
+def ensure_call_tasks(call, kinds, *, now, enqueue=True):
+    """Create the call's outbox tasks of these kinds if missing and make them due now.
+
+    The one way tasks come to exist, for live webhooks and for the backfill alike, so both converge
+    on the same rows (one per call and kind; the note task remembers the GHL note it wrote). With
+    `enqueue`, the tasks are handed to the django-q2 workers after commit; without, the caller runs
+    them (`outbox.run_task`). A task that is running is flagged to run once more instead.
+    """
+    with transaction.atomic():
+        tasks = [_task(call, kind, now) for kind in kinds]
+        queued = [task.pk for task in tasks if outbox.request_run(task, now=now)]
+        if enqueue:
+            outbox.enqueue(queued)
+    outbox.refresh_call_sync_status(call.pk)
     return tasks
 
 
@@ -96,16 +152,46 @@ def perform_task(task):
     """Do one task's side effect in GHL. Returns {"ghl_id": ...}; raises the clients' typed errors."""
     call = task.call
     location = task.location or _location_for(call)
-    client = location.client(throttle=True)
+    client = ghl_client_for(location)
     try:
         contact_id = resolve_contact(call, client)
     except NoContact as exc:
         Call.objects.filter(pk=call.pk).update(ghl_sync_error=str(exc))
         task.payload["skipped"] = "no_contact"
         return {}
-    task.payload.pop("skipped", None)
+    task.payload.pop("skipped", None)  # the contact exists now (e.g. a backfill after it was created)
     task.payload["contact_id"] = contact_id
     return PERFORMERS[task.kind](task, call, client, contact_id)
+
+
+_shared = threading.local()
+
+
+@contextmanager
+def shared_ghl_clients():
+    """Within this block, tasks of one location share one throttled GhlClient (per thread).
+
+    A client paces itself by the rate-limit headers of its last response; a new client per task
+    would forget them. Long sequential runs (the note backfill) share clients so the burst budget
+    GHL reports while writing one note paces the next. Nested blocks reuse the outer clients.
+    """
+    outer = getattr(_shared, "clients", None)
+    _shared.clients = {} if outer is None else outer
+    try:
+        yield _shared.clients
+    finally:
+        _shared.clients = outer
+
+
+def ghl_client_for(location):
+    """A throttled client for background work: shared inside `shared_ghl_clients()`, else new."""
+    clients = getattr(_shared, "clients", None)
+    if clients is None:
+        return location.client(throttle=True)
+    key = (location.location_id, location.api_token)  # a new token (edited in the admin) → a new client
+    if key not in clients:
+        clients[key] = location.client(throttle=True)
+    return clients[key]
 
 
 def _location_for(call):
@@ -148,26 +234,39 @@ def _new_contact_fields(call, phone):
 
 
 def perform_note(task, call, client, contact_id):
+    """Write the call's one note: create it, then update it in place. Records what it did in
+    `payload["last_action"]` (created, adopted, updated, unchanged) for operators and the backfill."""
     body = build_note_body(call)
     digest = hashlib.sha256(body.encode()).hexdigest()
     if task.ghl_id and task.payload.get("body_sha256") == digest:
+        task.payload["last_action"] = "unchanged"
         return {"ghl_id": task.ghl_id}  # GHL already holds exactly this
+    action = "updated"
     if task.ghl_id:
         try:
             client.update_note(contact_id, task.ghl_id, body)
         except NotFound:
             task.ghl_id = ""  # someone deleted the note in GHL: write it again
     if not task.ghl_id:
-        if task.attempts > 1:
-            # An earlier attempt may have created the note and lost the answer (timeout): adopt it.
+        if task.attempts > 1 or task.payload.get("create_started"):
+            # An earlier attempt may have created the note and lost the answer (timeout, crash,
+            # Ctrl-C of a backfill): adopt it instead of writing a second one.
             task.ghl_id = _find_note_for_call(client, contact_id, call.call_id)
         if task.ghl_id:
             client.update_note(contact_id, task.ghl_id, body)
+            action = "adopted"
         else:
+            # Remember the attempt before sending it: attempts are reset when a task is re-queued, so
+            # this flag is what tells the next run to look for the note before creating another.
+            task.payload["create_started"] = True
+            GhlSyncTask.objects.filter(pk=task.pk).update(payload=task.payload)
             task.ghl_id = client.add_note(contact_id, body)["id"]
             # Record the id at once: a crash before the task finishes must not create a second note.
             GhlSyncTask.objects.filter(pk=task.pk).update(ghl_id=task.ghl_id)
+            task.payload.pop("create_started")
+            action = "created"
     task.payload["body_sha256"] = digest
+    task.payload["last_action"] = action
     return {"ghl_id": task.ghl_id}
 
 
