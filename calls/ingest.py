@@ -55,16 +55,54 @@ def ingest_retell_event(raw_body):
         CallEvent.objects.create(raw_body=raw_text, status=CallEvent.Status.INVALID, error=exc.message)
         raise
     call_id = subject.get("call_id") or subject.get("chat_id")
-    key = _dedupe_key(event_name, call_id, payload)
+    merge_as = None if event_name in CHAT_EVENTS else event_name
+    result = _store_and_merge(
+        call_id, event_name, _dedupe_key(event_name, call_id, payload), raw_text, subject, merge_as
+    )
+    if not result.duplicate and result.event.status == CallEvent.Status.RECEIVED:
+        enqueue_event_processing(result.event)  # after commit (we are outside a transaction here)
+    return result
 
+
+def ingest_fetched_call(data):
+    """Store a call object fetched from Retell's API (get-call) and merge it as its webhook would be.
+
+    Used by `sync_retell_calls` for calls whose webhooks we missed. The object is kept as a CallEvent
+    named "reconciled", shaped like a delivery (`{"event": "reconciled", "call": {...}}`) and
+    deduplicated by its content: fetching the same object twice stores and merges it once
+    (`duplicate=True`), while a call that changed since (its analysis arrived) is stored again. The
+    caller processes the event (`pipeline.process_call_event`), which acts on it as on the
+    call_ended / call_analyzed it implies.
+    """
+    call_id = data.get("call_id") if isinstance(data, dict) else None
+    if not isinstance(call_id, str) or not call_id.strip() or len(call_id) > 128:
+        raise InvalidEvent("missing_call_id", "The call object has no usable call_id.")
+    # Re-serialised (the client decoded it): not Retell's bytes, but the same content, keys in order.
+    raw_text = json.dumps({"event": RECONCILED_EVENT, "call": data}, ensure_ascii=False)
+    key = f"{call_id}:{RECONCILED_EVENT}:{hashlib.sha256(raw_text.encode()).hexdigest()[:16]}"
+    has_analysis = isinstance(data.get("call_analysis"), dict) and bool(data["call_analysis"])
+    merge_as = "call_analyzed" if has_analysis else "call_ended"  # the richest event it deserves
+    return _store_and_merge(call_id, RECONCILED_EVENT, key, raw_text, data, merge_as, always_process=True)
+
+
+def _store_and_merge(call_id, event_name, key, raw_text, subject, merge_as, *, always_process=False):
+    """Insert the event row and merge its call object, atomically; a duplicate key changes nothing.
+
+    `merge_as`: the event name the call object is merged as (None: no call to merge, e.g. chats).
+    The event is RECEIVED (to be processed) when its agent acts on it, else IGNORED.
+    """
     with transaction.atomic():
         try:
             # Savepoint: a duplicate fails on the event's unique key and rolls back to here, undoing
             # its merge too, so a repeated delivery changes nothing. The call row is locked first,
             # always in that order, so concurrent deliveries of one call queue up instead of deadlocking.
             with transaction.atomic():
-                call = None if event_name in CHAT_EVENTS else upsert_call(subject, event_name)
-                acted_on = call is not None and call.agent is not None and call.agent.acts_on(event_name)
+                call = upsert_call(subject, merge_as) if merge_as else None
+                acted_on = (
+                    call is not None
+                    and call.agent is not None
+                    and (always_process or call.agent.acts_on(event_name))
+                )
                 event = CallEvent.objects.create(
                     call=call,
                     retell_call_id=call_id,
@@ -80,43 +118,7 @@ def ingest_retell_event(raw_body):
                 delivery_count=F("delivery_count") + 1, last_received_at=timezone.now()
             )
             return IngestResult(event=CallEvent.objects.get(dedupe_key=key), call=None, duplicate=True)
-        if acted_on:
-            enqueue_event_processing(event)  # runs after this transaction commits
     return IngestResult(event=event, call=call, duplicate=False)
-
-
-def ingest_fetched_call(data):
-    """Store a call object fetched from Retell's API (get-call) and merge it as its webhook would be.
-
-    Used by `sync_retell_calls` for calls whose webhooks we missed. The object is kept as a CallEvent
-    named "reconciled" (the call as JSON, the payload shaped like a delivery), deduplicated by its
-    content: fetching the same object twice stores and merges it once (`duplicate=True`), while a
-    call that changed since (its analysis arrived) is stored again. The caller processes the event
-    (`pipeline.process_call_event`), which acts on it as on the call_ended / call_analyzed it implies.
-    """
-    call_id = data.get("call_id") if isinstance(data, dict) else None
-    if not isinstance(call_id, str) or not call_id.strip() or len(call_id) > 128:
-        raise InvalidEvent("missing_call_id", "The call object has no usable call_id.")
-    raw_text = json.dumps(data, ensure_ascii=False)  # as fetched (the client decoded it; keys in order)
-    digest = hashlib.sha256(raw_text.encode()).hexdigest()[:16]
-    key = f"{call_id}:{RECONCILED_EVENT}:{digest}"
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                event = CallEvent.objects.create(
-                    retell_call_id=call_id,
-                    event=RECONCILED_EVENT,
-                    dedupe_key=key,
-                    raw_body=raw_text,
-                    payload={"event": RECONCILED_EVENT, "call": data},
-                )
-        except IntegrityError:
-            return IngestResult(event=CallEvent.objects.get(dedupe_key=key), call=None, duplicate=True)
-        # The same merge as a webhook: the richest event name the object deserves.
-        has_analysis = isinstance(data.get("call_analysis"), dict) and bool(data["call_analysis"])
-        event.call = upsert_call(data, "call_analyzed" if has_analysis else "call_ended")
-        event.save(update_fields=["call"])
-    return IngestResult(event=event, call=event.call, duplicate=False)
 
 
 def _parse(raw_text):
