@@ -26,7 +26,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, FieldDoesNotExist, Validati
 from django.db import transaction
 from django.db.models import ProtectedError
 
-from integrations.models import Agent, GhlLocation
+from integrations.models import Agent, GhlLocation, OutboundCampaign, PhoneNumber, RoutingRule, ToolDefinition
 
 FORMAT_VERSION = 1
 
@@ -76,9 +76,89 @@ SPECS = [
         ),
         refs={"location": "locations"},
     ),
-    # Routing rules, tool definitions, outbound campaigns and phone numbers are added here, e.g.:
-    # ConfigSpec(section="routing_rules", model=RoutingRule, key="name", fields=("priority", "agent", ...),
-    #            refs={"agent": "agents"}),
+    ConfigSpec(
+        section="phone_numbers",
+        model=PhoneNumber,
+        key="number",
+        fields=("label", "location", "default_agent"),
+        refs={"location": "locations", "default_agent": "agents"},
+    ),
+    ConfigSpec(
+        section="routing_rules",
+        model=RoutingRule,
+        key="name",
+        fields=(
+            "priority",
+            "enabled",
+            "description",
+            "location",
+            "dialled_numbers",
+            "channel",
+            "caller_numbers",
+            "caller_prefixes",
+            "contact_status",
+            "tags_any",
+            "tags_all",
+            "custom_field_id",
+            "custom_field_value",
+            "days",
+            "start_time",
+            "end_time",
+            "timezone",
+            "action",
+            "agent",
+            "agent_version",
+            "dynamic_variables",
+            "metadata",
+        ),
+        refs={"location": "locations", "agent": "agents"},
+    ),
+    ConfigSpec(
+        section="tool_definitions",
+        model=ToolDefinition,
+        key="name",
+        fields=(
+            "handler",
+            "enabled",
+            "description",
+            "argument_schema",
+            "config",
+            "location",
+            "agents",
+            "expose_as_custom_function",
+            "expose_over_mcp",
+            "speak_during_execution",
+            "execution_message",
+            "speak_after_execution",
+            "timeout_ms",
+        ),
+        refs={"location": "locations"},
+        many={"agents": "agents"},
+    ),
+    ConfigSpec(
+        section="outbound_campaigns",
+        model=OutboundCampaign,
+        key="slug",
+        fields=(
+            "name",
+            "enabled",
+            "location",
+            "agent",
+            "agent_version",
+            "from_number",
+            "call_days",
+            "call_start",
+            "call_end",
+            "call_timezone",
+            "variable_mapping",
+            "include_custom_data",
+            "max_calls_per_contact_per_day",
+            "redelivery_window_minutes",
+        ),
+        refs={"location": "locations", "agent": "agents"},
+        # The webhook secret is never exported: rotate it in the admin after importing a campaign.
+        secrets=("secret_hash", "secret_hint"),
+    ),
 ]
 
 

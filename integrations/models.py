@@ -567,7 +567,8 @@ class RoutingRule(models.Model):
         SATURDAY = 5, "Sat"
         SUNDAY = 6, "Sun"
 
-    name = models.CharField(max_length=200)
+    # Unique: it names the rule in call metadata, decisions and configuration files.
+    name = models.CharField(max_length=200, unique=True)
     priority = models.PositiveIntegerField(default=100, help_text="Lower runs first; the first match wins.")
     enabled = models.BooleanField(default=True)
     description = models.TextField(blank=True)

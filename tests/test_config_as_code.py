@@ -8,7 +8,7 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from integrations.config_as_code import check_specs
-from integrations.models import Agent, GhlLocation
+from integrations.models import Agent, GhlLocation, OutboundCampaign, PhoneNumber, RoutingRule, ToolDefinition
 
 TOKEN = "pit-secret-token-do-not-export"
 
@@ -45,6 +45,30 @@ def configured(db):
     Agent.objects.create(
         retell_agent_id="agent_night", name="Night", role=Agent.Role.AFTER_HOURS, is_active=False
     )
+    vip = Agent.objects.get(retell_agent_id="agent_vip")
+    PhoneNumber.objects.create(number="+14155559999", label="Main line", location=bright)
+    RoutingRule.objects.create(
+        name="VIP callers",
+        priority=10,
+        tags_any=["vip"],
+        contact_status="found",
+        agent=vip,
+        dynamic_variables={"vip_tier": '{{ custom.cf_Tier|default:"gold" }}'},
+        metadata={"segment": "vip"},
+    )
+    booking = ToolDefinition.objects.create(
+        name="book_cleaning",
+        handler="book_appointment",
+        description="Book a cleaning at a slot check_availability offered.",
+        config={"calendar_id": "cal_Cleanings01", "appointment_title": "Cleaning - {contact_name}"},
+        location=bright,
+    )
+    booking.agents.set([vip, Agent.objects.get(retell_agent_id="agent_reception")])
+    campaign = OutboundCampaign(
+        slug="new-leads", name="New leads", location=bright, agent=vip, from_number="+14155550100"
+    )
+    campaign.set_new_secret()
+    campaign.save()
 
 
 def export(*args):
@@ -72,11 +96,16 @@ def write(tmp_path, document, name="config.yaml"):
     return path
 
 
+CONFIG_MODELS = (GhlLocation, Agent, PhoneNumber, RoutingRule, ToolDefinition, OutboundCampaign)
+
+
 def snapshot():
-    return (
-        list(GhlLocation.objects.order_by("pk").values()),
-        list(Agent.objects.order_by("pk").values()),
-    )
+    return tuple(list(model.objects.order_by("pk").values()) for model in CONFIG_MODELS)
+
+
+def delete_all_configuration():
+    for model in reversed(CONFIG_MODELS):  # referencing rows first: the references PROTECT
+        model.objects.all().delete()
 
 
 def test_the_specs_match_the_models():
@@ -135,15 +164,17 @@ def test_round_trip_export_import_into_an_empty_database_export(configured, tmp_
     path = tmp_path / name
     out = io.StringIO()
     call_command("export_config", "-o", str(path), stdout=out)
-    assert out.getvalue() == f"Exported 2 locations, 3 agents to {path}.\n"
+    assert out.getvalue() == (
+        f"Exported 2 locations, 3 agents, 1 phone_numbers, 1 routing_rules, 1 tool_definitions, "
+        f"1 outbound_campaigns to {path}.\n"
+    )
     first = path.read_text(encoding="utf-8")
     if name.endswith(".json"):
         assert json.loads(first)["version"] == 1
 
-    Agent.objects.all().delete()
-    GhlLocation.objects.all().delete()
+    delete_all_configuration()
     output = import_(path)
-    assert output.splitlines()[-1] == f"Imported {path}: 5 created, 0 updated, 0 deleted, 0 unchanged."
+    assert output.splitlines()[-1] == f"Imported {path}: 9 created, 0 updated, 0 deleted, 0 unchanged."
     assert export("--format", "json" if name.endswith(".json") else "yaml") == first
     assert GhlLocation.objects.get(location_id="loc_BrightDental1").token == ""  # set it in the admin
 
@@ -154,7 +185,7 @@ def test_importing_the_same_document_again_changes_nothing(configured, tmp_path)
     path.write_text(export(), encoding="utf-8")
     before = snapshot()
     output = import_(path)
-    assert output == f"Imported {path}: 0 created, 0 updated, 0 deleted, 5 unchanged.\n"
+    assert output == f"Imported {path}: 0 created, 0 updated, 0 deleted, 9 unchanged.\n"
     assert snapshot() == before  # not even updated_at moved
     assert GhlLocation.objects.get(location_id="loc_BrightDental1").token == TOKEN  # tokens untouched
 
@@ -179,7 +210,7 @@ def test_dry_run_shows_the_diff_and_changes_nothing(configured, tmp_path):
         '      post_call_tags: ["ai-call"] → ["ai-call", "front-desk"]',
         "  + agent_new",
         "  - agent_night",
-        f"Import {path} (dry run): would be 1 created, 1 updated, 1 deleted, 3 unchanged; "
+        f"Import {path} (dry run): would be 1 created, 1 updated, 1 deleted, 7 unchanged; "
         "nothing was changed.",
     ]
     assert snapshot() == before
@@ -211,7 +242,8 @@ def test_an_invalid_document_changes_nothing_and_names_every_bad_entry(configure
     assert message.splitlines() == [
         "invalid configuration, nothing was changed:",
         "  version: unsupported format version 2 (this server reads 1)",
-        "  routing: unknown section (known: locations, agents)",
+        "  routing: unknown section (known: locations, agents, phone_numbers, routing_rules, "
+        "tool_definitions, outbound_campaigns)",
         "  locations[3].token: secrets are not imported; set it in the admin",
         '  agents[2]: unknown field "wrkflow_id"',
         '  agents[3].retell_agent_id: duplicate "agent_vip" (also agents[2])',
@@ -268,12 +300,16 @@ def test_prune_refuses_to_delete_a_location_an_agent_still_uses(configured, tmp_
     message = import_failing(path, "--prune")
     assert 'agents[0].location: GHL location "loc_BrightDental1" is deleted by this import' in message
 
-    # Listing both sections: agents not listed are pruned first, then the location.
-    path = write(
-        tmp_path,
-        {"locations": [{"location_id": "loc_Annex", "name": "Annexe Café"}], "agents": []},
-    )
-    assert "0 created, 0 updated, 4 deleted, 1 unchanged" in import_(path, "--prune")
+    # Listing every section: rows not listed are pruned referencing ones first, then the location.
+    empty = {
+        "agents": [],
+        "phone_numbers": [],
+        "routing_rules": [],
+        "tool_definitions": [],
+        "outbound_campaigns": [],
+    }
+    path = write(tmp_path, {"locations": [{"location_id": "loc_Annex", "name": "Annexe Café"}], **empty})
+    assert "0 created, 0 updated, 8 deleted, 1 unchanged" in import_(path, "--prune")
     assert list(GhlLocation.objects.values_list("location_id", flat=True)) == ["loc_Annex"]
 
 
