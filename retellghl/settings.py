@@ -150,6 +150,8 @@ GHL_READ_TIMEOUT = env.float("GHL_READ_TIMEOUT", default=15.0)
 # Live-call paths (inbound routing, in-call tools) use a shorter read timeout: a caller is waiting.
 GHL_LIVE_READ_TIMEOUT = env.float("GHL_LIVE_READ_TIMEOUT", default=5.0)
 DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", default="US")
+# The GHL web app, for "open in GHL" links on the call page (agencies may white-label their own domain).
+GHL_APP_URL = env("GHL_APP_URL", default="https://app.gohighlevel.com").rstrip("/")
 
 # Key for encrypting stored GHL tokens (Fernet, urlsafe base64 of 32 bytes). When unset, a key is
 # derived from SECRET_KEY; production should set its own so rotating SECRET_KEY keeps tokens readable.
