@@ -94,12 +94,28 @@ def call_list_queryset(filters):
     if filters.get("until"):
         calls = calls.filter(occurred_at__lt=filters["until"])
     if filters.get("q"):
-        calls = calls.filter(search_condition(filters["q"], vendor=connection.vendor))
+        exact = identifier_condition(filters["q"])
+        # A call id, contact id or full phone number that exists is what the operator meant: show
+        # those calls, not every transcript that happens to mention it (and skip the text scan).
+        if Call.objects.filter(exact).exists():
+            calls = calls.filter(exact)
+        else:
+            calls = calls.filter(search_condition(filters["q"], vendor=connection.vendor))
     return calls
 
 
 PHONE_CHARS = re.compile(r"^[\d\s()+.\-]+$")
 WORDS = re.compile(r"[^\W_]")  # a letter or a digit
+
+
+def identifier_condition(text):
+    """Calls whose id, GHL contact id or (E.164) number is exactly `text`: btree lookups everywhere."""
+    text = text.strip()
+    condition = Q(call_id=text) | Q(ghl_contact_id=text)
+    phone = to_e164_or_none(text) if PHONE_CHARS.match(text) else None
+    if phone:
+        condition |= Q(from_number=phone) | Q(to_number=phone)
+    return condition
 
 
 def search_condition(text, *, vendor):
@@ -111,11 +127,8 @@ def search_condition(text, *, vendor):
     on SQLite, as a substring of either (a LIKE scan).
     """
     text = text.strip()
-    condition = Q(call_id=text) | Q(ghl_contact_id=text)
+    condition = identifier_condition(text)
     if PHONE_CHARS.match(text):
-        phone = to_e164_or_none(text)
-        if phone:
-            condition |= Q(from_number=phone) | Q(to_number=phone)
         digits = re.sub(r"\D", "", text)
         if len(digits) >= 4:
             # Part of a number ("555 0123", or a local number E.164 parsing got wrong): numbers are
