@@ -34,9 +34,11 @@ COUNT_LIMIT = 1000
 ROUTING_RULE_KEY = "routing_rule"
 # Dynamic variable holding the caller's name (set by inbound routing from the GHL contact).
 CONTACT_NAME_KEY = "customer_name"
-# Raw webhook bodies up to this size are shown inline on the call page; bigger ones (word timings of
-# long calls weigh megabytes) are linked instead, so the page stays light.
+# Raw webhook bodies up to this size are shown inline on the call page, up to a total per page; the
+# others (word timings of long calls weigh megabytes, and a call sends many transcript_updated
+# snapshots) are linked instead, so the page stays light.
 INLINE_EVENT_BYTES = 64 * 1024
+INLINE_EVENTS_TOTAL_BYTES = 1024 * 1024
 
 LIST_COLUMNS = [
     "call_id",
@@ -253,7 +255,12 @@ def events_for(call):
         .annotate(body_size=Length("raw_body"))
         .order_by("received_at", "id")
     )
-    small = [event.pk for event in events if (event.body_size or 0) <= INLINE_EVENT_BYTES]
+    small, budget = [], INLINE_EVENTS_TOTAL_BYTES
+    for event in events:
+        size = event.body_size or 0
+        if size <= INLINE_EVENT_BYTES and size <= budget:
+            small.append(event.pk)
+            budget -= size
     bodies = dict(CallEvent.objects.filter(pk__in=small).values_list("pk", "raw_body")) if small else {}
     for event in events:
         event.inline_body = bodies.get(event.pk)
@@ -350,7 +357,7 @@ def sync_attention(*, now, limit=10):
         ),
     )
     tasks = list(
-        GhlSyncTask.objects.filter(status=failed)
+        GhlSyncTask.objects.filter(status=failed, call__isnull=False)
         .select_related("call")
         .only("kind", "status", "attempts", "last_error", "updated_at", "call__call_id", "call__from_number")
         .order_by("-updated_at", "-id")[:limit]

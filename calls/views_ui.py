@@ -32,9 +32,14 @@ TOOLS_WINDOW = timedelta(days=7)
 FALLBACKS_WINDOW = timedelta(hours=24)
 
 
+REGIONS = ("Africa", "America", "Antarctica", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific")
+
+
 @functools.cache
 def timezone_names():
-    return sorted(zoneinfo.available_timezones())
+    """The zones an operator can pick: canonical Region/City names (no legacy aliases) and UTC."""
+    names = {name for name in zoneinfo.available_timezones() if name.split("/")[0] in REGIONS}
+    return ["UTC", *sorted(names)]
 
 
 def operator_timezone(request):
@@ -60,7 +65,9 @@ def staff_page(view):
 
 
 def page(request, template, context):
-    context = {"timezone_names": timezone_names(), "operator_tz": request.operator_tz.key, **context}
+    current = request.operator_tz.key
+    names = timezone_names() if current in timezone_names() else [current, *timezone_names()]
+    context = {"timezone_names": names, "operator_tz": current, **context}
     return render(request, template, context)
 
 

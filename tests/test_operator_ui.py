@@ -455,6 +455,18 @@ def test_large_event_bodies_are_linked_not_inlined(staff_client, analysed_call, 
 
 
 @pytest.mark.django_db
+def test_inlined_event_bodies_stop_at_a_total_per_page(staff_client, monkeypatch):
+    call = make_call(1)
+    for n in range(5):
+        CallEvent.objects.create(
+            call=call, retell_call_id=call.call_id, event=f"e{n}", raw_body="[" + "1," * 40 + "1]"
+        )
+    monkeypatch.setattr(selectors, "INLINE_EVENTS_TOTAL_BYTES", 250)  # three bodies of 83 characters
+    html = staff_client.get("/calls/call_0001/").content.decode()
+    assert html.count('<pre class="json">') == 3 and html.count("Open the raw body") == 2
+
+
+@pytest.mark.django_db
 def test_vendor_urls_only_become_links_when_they_are_http(staff_client):
     make_call(1, recording_url="javascript:alert(1)", public_log_url="https://example.com/log")
     html = staff_client.get("/calls/call_0001/").content.decode()
@@ -592,6 +604,13 @@ def test_dashboard(staff_client, agent, failed_note):
 
 
 @pytest.mark.django_db
+def test_dashboard_ignores_failed_tasks_without_a_call(staff_client):
+    GhlSyncTask.objects.create(kind="note", dedupe_key="orphan", status="failed", last_error="lost")
+    html = staff_client.get("/").content.decode()
+    assert "<h1>Dashboard</h1>" in html and "lost" not in html
+
+
+@pytest.mark.django_db
 def test_dashboard_query_count(staff_client, agent, django_assert_max_num_queries):
     many_calls(agent, 40)
     with django_assert_max_num_queries(7):
@@ -620,6 +639,14 @@ def test_timezone_picker_sets_a_cookie_and_goes_back(staff_client):
     assert response.status_code == 302 and response["Location"] == "/calls/?direction=inbound"
     assert response.cookies["tz"].value == "Europe/Paris"
     assert "<option selected>Europe/Paris</option>" in staff_client.get("/").content.decode()
+
+
+@pytest.mark.django_db
+def test_timezone_picker_offers_region_zones_and_the_configured_one(staff_client, settings):
+    settings.TIME_ZONE = "US/Pacific"  # a legacy alias: not in the list, still the default
+    html = staff_client.get("/").content.decode()
+    assert "<option selected>US/Pacific</option>" in html and "<option>Europe/Paris</option>" in html
+    assert "<option>US/Eastern</option>" not in html and "<option>UTC</option>" in html
 
 
 @pytest.mark.django_db
