@@ -237,8 +237,8 @@ def call_for_page(call_id):
 def routing_decision_for(call):
     """The inbound routing decision that led to this call, or None.
 
-    The routing log (RoutingDecision, the inbound routing feature) is not on this branch yet; on merge
-    this becomes one line, e.g. `return call.routing_decisions.order_by("-created_at").first()`.
+    The routing log (calls.RoutingDecision, branch issue-4-inbound) is not on this branch yet. On merge
+    this becomes: `return call.routing_decisions.order_by("-created_at").first()`.
     """
     return None
 
@@ -383,7 +383,9 @@ def slowest_tools(*, since, limit=10):
 def inbound_fallbacks(*, since, limit=10):
     """Inbound calls answered with the default route because GHL was slow or failing, or None.
 
-    None means "not recorded": the routing log (RoutingDecision) is not on this branch yet. On merge,
-    return its fallback rows since `since` (newest first, up to `limit`) instead.
+    None means "not recorded": the routing log (calls.RoutingDecision, branch issue-4-inbound) is not
+    on this branch yet. On merge this becomes (ghl_failed and created_at are indexed there):
+        return list(RoutingDecision.objects.filter(ghl_failed=True, created_at__gte=since)
+                    .select_related("call").order_by("-created_at")[:limit])
     """
     return None
