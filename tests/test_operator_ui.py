@@ -284,6 +284,17 @@ def test_search_finds_phone_name_id_and_transcript(staff_client, varied_calls, t
 
 
 @pytest.mark.django_db
+def test_an_exact_identifier_shows_just_its_calls(staff_client, varied_calls):
+    # Call a's transcript mentions call b's id and number; searching either means call b.
+    Call.objects.filter(pk=varied_calls["a"].pk).update(
+        transcript="User: my other call was call_0002 from 4155550002, you see"
+    )
+    assert listed_ids(staff_client.get(LIST, {"q": "call_0002"})) == [varied_calls["b"].call_id]
+    assert listed_ids(staff_client.get(LIST, {"q": "+14155550002"})) == [varied_calls["b"].call_id]
+    assert listed_ids(staff_client.get(LIST, {"q": "you see"})) == [varied_calls["a"].call_id]
+
+
+@pytest.mark.django_db
 def test_keyset_pages_cover_every_call_once_even_with_ties(staff_client, monkeypatch):
     monkeypatch.setattr(selectors, "PAGE_SIZE", 5)
     same_instant = NOON - timedelta(hours=1)
