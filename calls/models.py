@@ -104,7 +104,8 @@ class Call(models.Model):
                 name="call_routing_rule",
             ),
         ]
-        # PostgreSQL also gets pg_trgm indexes for the call list's text search (migration 0004).
+        # On PostgreSQL only, migration 0004 also adds (outside the model state) the search_document
+        # full-text column of the call list search and pg_trgm indexes on the numbers.
 
     def __str__(self):
         return self.call_id
