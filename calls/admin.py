@@ -28,6 +28,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def call_page_link(call_id):
+    """A link to the call's page in the operator UI (transcript, events, sync tasks together)."""
+    if not call_id:
+        return "–"
+    return format_html('<a href="{}">{}</a>', reverse("ui-call-detail", args=[call_id]), call_id)
+
+
 class CallEventInline(admin.TabularInline):
     model = CallEvent
     fields = ["event", "received_at", "delivery_count", "status", "error"]
@@ -35,6 +42,9 @@ class CallEventInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("raw_body")  # megabytes per event
 
 
 class GhlSyncTaskInline(admin.TabularInline):
@@ -74,6 +84,16 @@ class CallAdmin(ReadOnlyAdmin):
     search_fields = ["call_id", "from_number", "to_number", "ghl_contact_id", "agent_name"]
     date_hierarchy = "started_at"
     list_select_related = ["agent"]
+
+    def get_queryset(self, request):
+        calls = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            # The list shows none of these; word-level transcripts weigh megabytes per call.
+            calls = calls.defer(
+                "transcript", "transcript_object", "transcript_with_tool_calls", "call_analysis", "call_cost"
+            )
+        return calls
+
     inlines = [CallEventInline, GhlSyncTaskInline, RoutingDecisionInline]
     exclude = ["transcript_object", "transcript_with_tool_calls", "call_analysis", "call_cost"]
     readonly_fields = ["analysis_json", "cost_json", "tool_invocations"]
@@ -116,12 +136,22 @@ class CallAdmin(ReadOnlyAdmin):
 
 @admin.register(CallEvent)
 class CallEventAdmin(ReadOnlyAdmin):
-    list_display = ["event", "retell_call_id", "received_at", "delivery_count", "status"]
+    list_display = ["event", "call_page", "received_at", "delivery_count", "status"]
     list_filter = ["event", "status"]
     search_fields = ["retell_call_id", "event", "dedupe_key"]
     date_hierarchy = "received_at"
     exclude = ["raw_body"]
     readonly_fields = ["payload_json"]
+
+    def get_queryset(self, request):
+        events = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            events = events.defer("raw_body")
+        return events
+
+    @admin.display(description="Call", ordering="retell_call_id")
+    def call_page(self, obj):
+        return call_page_link(obj.retell_call_id) if obj.call_id else obj.retell_call_id or "–"
 
     @admin.display(description="Payload (as received)")
     def payload_json(self, obj):
@@ -136,7 +166,7 @@ class CallEventAdmin(ReadOnlyAdmin):
 class ToolInvocationAdmin(ReadOnlyAdmin):
     list_display = [
         "tool_name",
-        "call_id",
+        "call_page",
         "source",
         "status",
         "error_code",
@@ -149,6 +179,10 @@ class ToolInvocationAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     exclude = ["arguments", "result"]
     readonly_fields = ["arguments_json", "result_json"]
+
+    @admin.display(description="Call", ordering="call_id")
+    def call_page(self, obj):
+        return call_page_link(obj.call_id)
 
     @admin.display(description="Arguments")
     def arguments_json(self, obj):
@@ -176,7 +210,16 @@ class HasErrorFilter(admin.SimpleListFilter):
 
 @admin.register(GhlSyncTask)
 class GhlSyncTaskAdmin(ReadOnlyAdmin):
-    list_display = ["dedupe_key", "kind", "status", "attempts", "next_attempt_at", "ghl_id", "last_error"]
+    list_display = [
+        "dedupe_key",
+        "call_page",
+        "kind",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "ghl_id",
+        "last_error",
+    ]
     list_filter = ["status", "kind", HasErrorFilter]
     search_fields = ["dedupe_key", "call__call_id", "ghl_id", "last_error"]
     date_hierarchy = "created_at"
@@ -188,6 +231,10 @@ class GhlSyncTaskAdmin(ReadOnlyAdmin):
     @admin.display(description="Payload")
     def payload_json(self, obj):
         return pretty_json(obj.payload)
+
+    @admin.display(description="Call")
+    def call_page(self, obj):
+        return call_page_link(obj.call.call_id if obj.call else "")
 
     @admin.action(description="Retry selected")
     def retry_selected(self, request, queryset):

@@ -4,7 +4,10 @@ import json
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce
+from django.urls import reverse
 
 
 class Call(models.Model):
@@ -75,6 +78,14 @@ class Call(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the call happened: its start, or when we first heard of it for calls that never started
+    # (a failed dial has no start_timestamp). Computed by the database, never NULL, so the call list
+    # and the dashboard can order and range-scan one index on every backend.
+    occurred_at = models.GeneratedField(
+        expression=Coalesce(F("started_at"), F("created_at")),
+        output_field=models.DateTimeField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-started_at", "-created_at"]
@@ -82,10 +93,28 @@ class Call(models.Model):
             models.Index(fields=["-started_at"], name="call_started_desc"),
             models.Index(fields=["agent", "-started_at"], name="call_agent_started"),
             models.Index(fields=["direction", "-started_at"], name="call_direction_started"),
+            # The operator UI's call list: newest first, keyset-paginated on (occurred_at, id).
+            models.Index(fields=["-occurred_at", "-id"], name="call_occurred_desc"),
+            models.Index(fields=["agent", "-occurred_at", "-id"], name="call_agent_occurred"),
+            # Selective filters that would otherwise walk the whole time index (few failed calls).
+            models.Index(fields=["ghl_sync_status", "-occurred_at", "-id"], name="call_sync_occurred"),
+            models.Index(fields=["status", "-occurred_at", "-id"], name="call_status_occurred"),
+            # The routing rule Retell copied from our inbound answer's metadata (used by PostgreSQL).
+            models.Index(
+                KeyTextTransform("routing_rule", "metadata"),
+                F("occurred_at").desc(),
+                F("id").desc(),
+                name="call_routing_rule",
+            ),
         ]
+        # On PostgreSQL only, migration 0004 also adds (outside the model state) the search_document
+        # full-text column of the call list search and pg_trgm indexes on the numbers.
 
     def __str__(self):
         return self.call_id
+
+    def get_absolute_url(self):
+        return reverse("ui-call-detail", args=[self.call_id])
 
     @property
     def caller_number(self):

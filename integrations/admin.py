@@ -1,7 +1,12 @@
+import json
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
 
 from calls.admin import HasErrorFilter, ReadOnlyAdmin, pretty_json
 from integrations import admin_routing  # noqa: F401  (registers the inbound routing admin)
@@ -14,6 +19,20 @@ from integrations.models import (
     ToolDefinition,
     default_call_days,
 )
+
+
+class PrettyJSONFormField(forms.JSONField):
+    """Edits JSON indented, one key per line, instead of Django's single line."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
+
+
+PRETTY_JSON = {
+    models.JSONField: {"form_class": PrettyJSONFormField, "widget": forms.Textarea(attrs={"rows": 5})}
+}
 
 
 class GhlLocationForm(forms.ModelForm):
@@ -45,10 +64,18 @@ class GhlLocationForm(forms.ModelForm):
 @admin.register(GhlLocation)
 class GhlLocationAdmin(admin.ModelAdmin):
     form = GhlLocationForm
-    list_display = ["name", "location_id", "timezone", "default_calendar_id", "token_status"]
-    search_fields = ["name", "location_id"]
+    list_display = ["name", "location_id", "timezone", "default_calendar_id", "agent_count", "token_status"]
+    search_fields = ["name", "location_id", "default_calendar_id"]
     list_filter = ["timezone"]
     fields = ["name", "location_id", "timezone", "default_calendar_id", "new_token", "clear_token"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(agent_count=Count("agents"))
+
+    @admin.display(description="Agents", ordering="agent_count")
+    def agent_count(self, obj):
+        url = reverse("admin:integrations_agent_changelist") + f"?location__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj.agent_count)
 
     @admin.display(description="Token")
     def token_status(self, obj):
@@ -61,10 +88,41 @@ class GhlLocationAdmin(admin.ModelAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ["name", "retell_agent_id", "role", "location", "is_active", "create_unknown_contacts"]
-    list_filter = ["role", "is_active", "location", "create_unknown_contacts"]
-    search_fields = ["name", "retell_agent_id"]
+    list_display = [
+        "name",
+        "retell_agent_id",
+        "role",
+        "location",
+        "is_active",
+        "after_call",
+        "create_unknown_contacts",
+        "calls_link",
+    ]
+    list_filter = ["role", "is_active", "location", "create_unknown_contacts", "sync_transcript_note"]
+    search_fields = ["name", "retell_agent_id", "workflow_id", "location__name", "location__location_id"]
     list_select_related = ["location"]
+    formfield_overrides = PRETTY_JSON
+    readonly_fields = ["created_at", "updated_at"]
+
+    @admin.display(description="After each call")
+    def after_call(self, obj):
+        """What the GHL sync does for this agent's calls, in a few words."""
+        parts = []
+        if obj.sync_transcript_note or obj.sync_summary_note:
+            parts.append("note")
+        if obj.post_call_tags or obj.tag_call_outcome:
+            parts.append("tags")
+        if obj.workflow_id:
+            parts.append(f"workflow {obj.workflow_id}")
+        if obj.analysis_custom_fields:
+            parts.append(f"{len(obj.analysis_custom_fields)} custom field(s)")
+        events = ", ".join(obj.events_to_process or []) or "no events"
+        return f"{' + '.join(parts) or 'nothing'} (on {events})"
+
+    @admin.display(description="Calls")
+    def calls_link(self, obj):
+        return format_html('<a href="{}?agent={}">calls ↗</a>', reverse("ui-call-list"), obj.pk)
+
     fieldsets = [
         (
             None,
@@ -86,6 +144,7 @@ class AgentAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
 

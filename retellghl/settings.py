@@ -168,6 +168,8 @@ INBOUND_CONTACT_NOT_FOUND_CACHE_SECONDS = env.int("INBOUND_CONTACT_NOT_FOUND_CAC
 TOOL_IDEMPOTENCY_WINDOW_SECONDS = env.int("TOOL_IDEMPOTENCY_WINDOW_SECONDS", default=600)
 # How long a concurrent duplicate waits for the first request's result before answering "in progress".
 TOOL_DUPLICATE_WAIT_SECONDS = env.float("TOOL_DUPLICATE_WAIT_SECONDS", default=10.0)
+# The GHL web app, for "open in GHL" links on the call page (agencies may white-label their own domain).
+GHL_APP_URL = env("GHL_APP_URL", default="https://app.gohighlevel.com").rstrip("/")
 
 # Key for encrypting stored GHL tokens (Fernet, urlsafe base64 of 32 bytes). When unset, a key is
 # derived from SECRET_KEY; production should set its own so rotating SECRET_KEY keeps tokens readable.
