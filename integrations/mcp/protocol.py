@@ -228,8 +228,10 @@ def _handle_one(message, version, tools, *, in_batch):
     try:
         kind = _classify(message)
     except RpcError as exc:
-        # Outside a batch the message itself is unusable: a 400, as for a parse error.
-        return Reply(200 if in_batch else 400, exc.response(_readable_id(message)))
+        # Not a JSON-RPC message at all: a 400 like a parse error (inside a batch, one error among
+        # the answers). A request with array params is still a request: its error travels with 200.
+        status = 400 if exc.code == INVALID_REQUEST and not in_batch else 200
+        return Reply(status, exc.response(_readable_id(message)))
     if kind in (NOTIFICATION, RESPONSE):
         # notifications/initialized, notifications/cancelled...: nothing to do for a stateless server
         # whose requests all finish before their response is sent.

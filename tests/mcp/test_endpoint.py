@@ -321,6 +321,7 @@ def test_params_as_an_array_are_invalid_params(client, token):
         client, {"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": []}, secret=token[1]
     )
 
+    assert response.status_code == 200  # still a request: its error travels like any other
     assert rpc_error(response) == (3, protocol.INVALID_PARAMS)
 
 
