@@ -168,14 +168,16 @@ class ToolInvocationAdmin(ReadOnlyAdmin):
         "tool_name",
         "call_page",
         "source",
+        "mcp_token",
         "status",
         "error_code",
         "latency_ms",
         "duplicate_count",
         "created_at",
     ]
-    list_filter = ["tool_name", "source", "status", "success", "error_code"]
-    search_fields = ["call_id", "tool_name", "agent_id", "error", "error_code"]
+    list_filter = ["tool_name", "source", "status", "success", "error_code", "mcp_token"]
+    search_fields = ["call_id", "tool_name", "agent_id", "error", "error_code", "mcp_token__name"]
+    list_select_related = ["mcp_token"]
     date_hierarchy = "created_at"
     exclude = ["arguments", "result"]
     readonly_fields = ["arguments_json", "result_json"]

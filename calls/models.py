@@ -194,6 +194,14 @@ class ToolInvocation(models.Model):
         related_name="invocations",
     )
     source = models.CharField(max_length=32, choices=Source.choices)
+    mcp_token = models.ForeignKey(
+        "integrations.McpToken",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invocations",
+        help_text="The MCP client that called the tool (MCP calls only).",
+    )
     arguments = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)

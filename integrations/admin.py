@@ -14,6 +14,7 @@ from integrations.models import (
     WEEKDAYS,
     Agent,
     GhlLocation,
+    McpToken,
     OutboundCallRequest,
     OutboundCampaign,
     ToolDefinition,
@@ -355,6 +356,97 @@ class ToolDefinitionAdmin(admin.ModelAdmin):
         from integrations.tools.retell_export import retell_custom_function
 
         return pretty_json(retell_custom_function(obj))
+
+
+# --- MCP tool server -----------------------------------------------------------------------------
+
+
+class McpTokenForm(forms.ModelForm):
+    class Meta:
+        model = McpToken
+        fields = ["name", "location", "enabled", "tools"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only tools the server can serve; the model's help text says what an empty choice means.
+        self.fields["tools"].queryset = ToolDefinition.objects.mcp_tools().select_related("location")
+
+    def clean(self):
+        cleaned = super().clean()
+        location, tools = cleaned.get("location"), cleaned.get("tools")
+        if location is not None and tools:
+            elsewhere = sorted(tool.name for tool in tools if tool.location_id not in (None, location.pk))
+            if elsewhere:
+                self.add_error(
+                    "tools",
+                    f"{', '.join(elsewhere)} act(s) on another GHL location, so this token could never "
+                    "use them. Pick the token's location or other tools.",
+                )
+        return cleaned
+
+
+@admin.register(McpToken)
+class McpTokenAdmin(admin.ModelAdmin):
+    form = McpTokenForm
+    list_display = ["name", "location", "enabled", "token_hint", "tool_scope", "last_used_at", "created_at"]
+    list_filter = ["enabled", "location"]
+    search_fields = ["name", "token_hint", "location__name", "location__location_id"]
+    list_select_related = ["location"]
+    filter_horizontal = ["tools"]
+    readonly_fields = ["token_hint", "retell_entry", "last_used_at", "created_at", "updated_at"]
+    fields = [
+        "name",
+        "location",
+        "enabled",
+        "tools",
+        "token_hint",
+        "retell_entry",
+        "last_used_at",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["rotate_token"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(tools_count=Count("tools"))
+
+    @admin.display(description="Tools", ordering="tools_count")
+    def tool_scope(self, obj):
+        return obj.tools_count or "all MCP tools"
+
+    @admin.display(description="Retell agent: mcps entry")
+    def retell_entry(self, obj):
+        if not obj.pk:
+            return "(after saving)"
+        from integrations.mcp.retell_export import retell_mcps_entry
+
+        return pretty_json(retell_mcps_entry(obj))
+
+    def save_model(self, request, obj, form, change):
+        secret = None if change and obj.token_hash else obj.set_new_token()
+        super().save_model(request, obj, form, change)
+        if secret:
+            self._show_token_once(request, obj, secret)
+
+    @admin.action(description="Rotate token (the old one stops working)")
+    def rotate_token(self, request, queryset):
+        for token in queryset:
+            secret = token.set_new_token()
+            token.save(update_fields=["token_hash", "token_hint", "updated_at"])
+            self._show_token_once(request, token, secret)
+
+    def _show_token_once(self, request, token, secret):
+        # The only time the token exists in clear on our side: we keep just its hash.
+        import json
+
+        from integrations.mcp.retell_export import retell_mcps_entry
+
+        entry = json.dumps(retell_mcps_entry(token, secret), ensure_ascii=False)
+        self.message_user(
+            request,
+            f"Token for {token.name} (shown only now, copy it): {secret}  ·  Retell LLM mcps entry: {entry}",
+            level=messages.WARNING,
+        )
 
 
 # The GHL sandbox's tables (integrations/sandbox/admin.py).

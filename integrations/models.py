@@ -835,6 +835,82 @@ class ToolDefinition(models.Model):
             raise ValidationError(errors)
 
 
+# --- MCP tool server ------------------------------------------------------------------------------
+
+MCP_TOKEN_PREFIX = "mcp_"
+
+
+class McpTokenQuerySet(models.QuerySet):
+    def find(self, presented):
+        """The enabled token whose secret is `presented` (with its location), or None."""
+        if not presented or not presented.startswith(MCP_TOKEN_PREFIX) or len(presented) > 256:
+            return None
+        return (
+            self.filter(token_hash=_sha256(presented), enabled=True)
+            .select_related("location")
+            .annotate(tool_count=models.Count("tools"))
+            .first()
+        )
+
+
+class McpToken(models.Model):
+    """A bearer token for the MCP tool server (`/api/mcp`): one client, one GHL location, some tools.
+
+    Only a SHA-256 of the token is stored, as for outbound campaign secrets: it is a random 256-bit
+    value, so a fast hash is enough and a slow one would let anyone burn our CPU with wrong tokens.
+    """
+
+    name = models.CharField(max_length=200, help_text='Who uses it, e.g. "Retell: front desk agent".')
+    location = models.ForeignKey(
+        GhlLocation,
+        on_delete=models.PROTECT,
+        related_name="mcp_tokens",
+        help_text="GHL location the tools act on for this token.",
+    )
+    tools = models.ManyToManyField(
+        ToolDefinition,
+        blank=True,
+        related_name="mcp_tokens",
+        help_text="Only these tools. Empty: every enabled tool exposed over MCP. Tools pinned to another "
+        "location are never served to this token.",
+    )
+    enabled = models.BooleanField(default=True, help_text="Disabled tokens are refused (401).")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_hint = models.CharField(
+        max_length=16, editable=False, help_text="The first characters of the token, to tell tokens apart."
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = McpTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP token"
+
+    def __str__(self):
+        return f"{self.name} ({self.token_hint}…)"
+
+    def set_new_token(self):
+        """Generate, store (hashed) and return a new token. The caller shows it once; it is never kept."""
+        import secrets
+
+        token = MCP_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = _sha256(token)
+        self.token_hint = token[: len(MCP_TOKEN_PREFIX) + 4]
+        return token
+
+    def record_use(self, now):
+        """Note when the token was last used, writing at most once a minute (not on every request)."""
+        from datetime import timedelta
+
+        if self.last_used_at is not None and now - self.last_used_at < timedelta(minutes=1):
+            return
+        McpToken.objects.filter(pk=self.pk).update(last_used_at=now)
+        self.last_used_at = now
+
+
 def _schema_problem(error):
     where = "/".join(str(part) for part in error.absolute_path)
     return f"{where}: {error.message}" if where else error.message

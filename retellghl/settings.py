@@ -171,6 +171,16 @@ TOOL_DUPLICATE_WAIT_SECONDS = env.float("TOOL_DUPLICATE_WAIT_SECONDS", default=1
 # The GHL web app, for "open in GHL" links on the call page (agencies may white-label their own domain).
 GHL_APP_URL = env("GHL_APP_URL", default="https://app.gohighlevel.com").rstrip("/")
 
+# --- MCP tool server (/api/mcp) -------------------------------------------------------------
+# Clients send their token as `Authorization: Bearer <token>` or in this header (for clients that can
+# only set custom headers).
+MCP_TOKEN_HEADER = env("MCP_TOKEN_HEADER", default="X-MCP-Token")
+# Browser origins allowed to call the endpoint (e.g. https://inspector.example.com), besides our own
+# host. Requests without an Origin header (server-to-server, like Retell's) are always allowed.
+MCP_ALLOWED_ORIGINS = [origin.rstrip("/").lower() for origin in env.list("MCP_ALLOWED_ORIGINS", default=[])]
+# One JSON-RPC message (tool arguments) is small; anything past this is refused with 413.
+MCP_MAX_BODY_BYTES = env.int("MCP_MAX_BODY_BYTES", default=1024 * 1024)
+
 # Key for encrypting stored GHL tokens (Fernet, urlsafe base64 of 32 bytes). When unset, a key is
 # derived from SECRET_KEY; production should set its own so rotating SECRET_KEY keeps tokens readable.
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")

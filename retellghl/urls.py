@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from integrations.inbound import inbound_webhook
+from integrations.mcp.views import mcp_endpoint
 from integrations.outbound.views import ghl_outbound_webhook
 from integrations.tools.views import custom_function
 from retellghl.health import healthz
@@ -25,4 +26,6 @@ urlpatterns = [
     path("api/webhooks/inbound", inbound_webhook, name="inbound_webhook"),
     # With or without a trailing slash: a redirect would lose the POST body and its signature.
     re_path(r"^api/functions/(?P<tool_name>[^/]+)/?$", custom_function, name="custom_function"),
+    # The MCP tool server, both spellings served: a redirect would turn the POST into a GET.
+    re_path(r"^api/mcp/?$", mcp_endpoint, name="mcp"),
 ]

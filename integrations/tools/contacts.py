@@ -159,6 +159,7 @@ def lookup_contact(client, args, config, context):
         "properties": {**NAME_FIELDS, "phone": PHONE, "contact_id": CONTACT_ID},
     },
     side_effect=True,
+    idempotent=True,
 )
 def upsert_contact(client, args, config, context):
     fields = contact_fields(args)
@@ -241,6 +242,7 @@ def _update_fields_schema(config):
         "additionalProperties": False,
     },
     side_effect=True,
+    idempotent=True,
 )
 def update_contact_fields(client, args, config, context):
     fields = contact_fields(args)
@@ -349,6 +351,7 @@ def _checked_tags(args, config):
     arguments=_tags_schema,
     config=TAGS_CONFIG,
     side_effect=True,
+    idempotent=True,
 )
 def add_tags(client, args, config, context):
     tags = _checked_tags(args, config)
@@ -364,6 +367,7 @@ def add_tags(client, args, config, context):
     arguments=_tags_schema,
     config=TAGS_CONFIG,
     side_effect=True,
+    idempotent=True,
     destructive=True,
 )
 def remove_tags(client, args, config, context):
@@ -437,6 +441,7 @@ OPPORTUNITY_STATUSES = ["open", "won", "lost", "abandoned"]
         "additionalProperties": False,
     },
     side_effect=True,
+    idempotent=True,
 )
 def upsert_opportunity(client, args, config, context):
     contact_id = resolve_contact(client, args, context)

@@ -1,9 +1,9 @@
 """What a tool knows about the conversation it serves, whatever the transport.
 
 Retell custom functions build it from the live call object (REFERENCE.md §4); the MCP server builds
-it from its token's location. Handlers read the caller's number and `contact_id` from here so the
-LLM rarely has to pass ids, and they still work from explicit arguments when there is no call
-(`args_at_root` requests, MCP clients).
+it from its token (the token's location, and the token itself for the log). Handlers read the
+caller's number and `contact_id` from here so the LLM rarely has to pass ids, and they still work from
+explicit arguments when there is no call (`args_at_root` requests, MCP clients).
 """
 
 from collections.abc import Mapping
@@ -26,6 +26,7 @@ class ToolContext:
     # The transport's location (the calling agent's, or the MCP token's). A definition pinned to a
     # location wins; with neither, the deployment's default location serves the call.
     location: object = None  # integrations.models.GhlLocation | None
+    mcp_token_id: int | None = None  # the MCP client's token (integrations.McpToken), logged with the call
 
     @classmethod
     def from_retell_call(cls, call, *, location=None):

@@ -41,6 +41,9 @@ class Handler:
     config: dict  # JSON Schema of the fixed configuration an operator sets in the admin
     side_effect: bool  # writes to GHL: deduplicated per (call, tool, arguments)
     destructive: bool = False  # removes or cancels something (MCP destructiveHint)
+    # Repeating the call with the same arguments changes nothing more (MCP idempotentHint): upserts,
+    # tag changes. Meaningful only for side effects; a read is trivially idempotent.
+    idempotent: bool = False
     subject: str = "our records"  # what we failed to reach, for speakable errors
 
     def default_schema(self, config):
@@ -55,7 +58,16 @@ HANDLERS: dict[str, Handler] = {}
 
 
 def handler(
-    name, *, title, description, arguments, config=None, side_effect, destructive=False, subject=None
+    name,
+    *,
+    title,
+    description,
+    arguments,
+    config=None,
+    side_effect,
+    destructive=False,
+    idempotent=False,
+    subject=None,
 ):
     """Register `function` as the built-in handler `name`."""
 
@@ -71,6 +83,7 @@ def handler(
             config=config or {"type": "object", "properties": {}},
             side_effect=side_effect,
             destructive=destructive,
+            idempotent=idempotent,
             subject=subject or "our records",
         )
         return function

@@ -77,6 +77,7 @@ def run_tool(definition, arguments, context):
         "handler": definition.handler,
         "definition_id": definition.pk,
         "source": context.source,
+        "mcp_token_id": context.mcp_token_id,
         "arguments": arguments,
     }
     spec = definition.handler_spec

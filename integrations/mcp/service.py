@@ -1,0 +1,119 @@
+"""The MCP tool server's data: who is calling (an McpToken) and the tools that token may see and run.
+
+Tools are read from the database on every request, so what an operator changes in the admin
+(descriptions, schemas, exposure, a token's allowed tools) is what the next `tools/list` shows.
+Calls go through `integrations.tools.service.run_tool`, the same code as Retell custom functions:
+one validation, one GHL error mapping, one `calls.ToolInvocation` log (source "mcp", with the token).
+"""
+
+import functools
+import json
+from importlib import metadata
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations.mcp.protocol import UnknownTool
+from integrations.models import McpToken, ToolDefinition
+from integrations.tools import context as tool_context
+from integrations.tools.service import run_tool
+
+SERVER_NAME = "retellghl"
+SERVER_TITLE = "Retell ↔ GoHighLevel tools"
+
+
+def authenticate(presented):
+    """The enabled McpToken for the secret `presented`, or None. Notes the use (at most once a minute)."""
+    token = McpToken.objects.find(presented)
+    if token is not None:
+        token.record_use(timezone.now())
+    return token
+
+
+@functools.cache
+def server_version():
+    try:
+        return metadata.version("retellghl")
+    except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        return "0.0.0"
+
+
+class McpToolServer:
+    """The tools one token sees: enabled, exposed over MCP, not pinned to another location, and among
+    the token's allowed tools when it names any. Implements `integrations.mcp.protocol.ToolBackend`."""
+
+    def __init__(self, token):
+        self.token = token
+        self.location = token.location
+        self.server_info = {"name": SERVER_NAME, "title": SERVER_TITLE, "version": server_version()}
+
+    @property
+    def instructions(self):
+        return (
+            f"Tools for the GoHighLevel location {self.location.name}. Every result is a JSON object whose "
+            "`message` can be said to the caller as is. A failed call has isError true and an `error` "
+            "code; for invalid_arguments, `details` says what to fix."
+        )
+
+    def definitions(self):
+        tools = ToolDefinition.objects.mcp_tools().filter(
+            Q(location__isnull=True) | Q(location_id=self.location.pk)
+        )
+        restricted = getattr(self.token, "tool_count", None)  # annotated by McpToken.objects.find
+        if restricted is None:
+            restricted = self.token.tools.exists()
+        if restricted:
+            tools = tools.filter(mcp_tokens=self.token)
+        return tools
+
+    def list_tools(self):
+        return [describe_tool(definition) for definition in self.definitions() if definition.handler_spec]
+
+    def call_tool(self, name, arguments):
+        definition = self.definitions().filter(name=name).first()
+        if definition is None or definition.handler_spec is None:
+            raise UnknownTool(name)
+        context = tool_context.ToolContext(
+            source=tool_context.MCP, location=self.location, mcp_token_id=self.token.pk
+        )
+        return call_result(run_tool(definition, arguments, context))
+
+
+def describe_tool(definition):
+    """The MCP Tool object for a definition (tools/list)."""
+    spec = definition.handler_spec
+    title = tool_title(definition, spec)
+    # All hints: clients may use them to decide what needs the user's confirmation. The tools act on
+    # one CRM location (a closed world), and a read has no side effect to describe further.
+    annotations = {"title": title, "readOnlyHint": spec.read_only, "openWorldHint": False}
+    if not spec.read_only:
+        annotations |= {"destructiveHint": spec.destructive, "idempotentHint": spec.idempotent}
+    return {
+        "name": definition.name,
+        "title": title,
+        "description": definition.effective_description,
+        "inputSchema": definition.effective_schema,
+        "annotations": annotations,
+    }
+
+
+def tool_title(definition, spec):
+    """The handler's title, unless the definition renames it (book_cleaning → "Book cleaning")."""
+    if definition.name == spec.name:
+        return spec.title
+    return definition.name.replace("_", " ").replace("-", " ").strip().capitalize()
+
+
+def call_result(result):
+    """A CallToolResult from a ToolResult: the JSON answer as text (for any client) and as structuredContent.
+
+    A tool's failure (slot taken, GHL down, invalid arguments) is a result with isError, so the model
+    reads it and can correct itself; only "no such tool" is a protocol error.
+    """
+    text = json.dumps(result.payload, ensure_ascii=False, cls=DjangoJSONEncoder)
+    return {
+        "content": [{"type": "text", "text": text}],
+        "structuredContent": result.payload,
+        "isError": result.is_error,
+    }
