@@ -36,6 +36,16 @@ def post_signed(client, url, body, **extra):
     return client.post(url, data=body, content_type="application/json", **headers)
 
 
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with an empty cache (contact lookups are cached across requests)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def location(db):
     from integrations.models import GhlLocation

@@ -30,13 +30,6 @@ def search_url(location_id="loc_BrightDental1", number=CALLER):
     return f"{SEARCH}?locationId={location_id}&number={number.replace('+', '%2B')}"
 
 
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def ghl():
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:

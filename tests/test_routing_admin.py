@@ -10,7 +10,6 @@ import pytest
 import requests
 import responses
 from django.contrib.auth.models import Permission, User
-from django.core.cache import cache
 from django.urls import reverse
 
 from calls.models import Call, RoutingDecision
@@ -23,13 +22,6 @@ CALLER = "+14155550123"
 DIALLED = "+14155559999"
 LA = ZoneInfo("America/Los_Angeles")
 SUNDAY_9PM = datetime(2026, 12, 6, 21, 0, tzinfo=LA)
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
