@@ -21,6 +21,7 @@ SANDBOX_TIMEZONE = "America/Los_Angeles"
 
 # The number callers dial in the tour (a 555-01xx number: reserved for fiction, never a real line).
 DEMO_LINE = "+14155550100"
+DANA_PHONE = "+14155550123"  # the VIP of the demo contacts
 RECEPTION_AGENT_ID = "agent_sandbox_reception"
 VIP_AGENT_ID = "agent_sandbox_vip"
 
@@ -30,7 +31,7 @@ DEMO_CONTACTS = [
         "first_name": "Dana",
         "last_name": "Lee",
         "email": "dana.lee@example.com",
-        "phone": "+14155550123",
+        "phone": DANA_PHONE,
         "tags": ["patient", "vip"],
         "custom_fields": {"cf_LastOutcome": "booked"},
         "timezone": SANDBOX_TIMEZONE,
