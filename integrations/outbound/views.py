@@ -40,7 +40,11 @@ def ghl_outbound_webhook(request, slug):
     if body is None:
         return json_error(413, "payload_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes.")
 
-    campaign = OutboundCampaign.objects.select_related("agent", "location").filter(slug=slug).first()
+    try:
+        campaign = OutboundCampaign.objects.select_related("agent", "location").filter(slug=slug).first()
+    except DatabaseError:
+        logger.exception("Outbound webhook for campaign %s: database unavailable", slug)
+        return _unavailable()
     if campaign is None:
         return json_error(404, "unknown_campaign", f"No outbound campaign {slug!r}.")
     presented = request.headers.get(SECRET_HEADER) or request.GET.get("token")
@@ -67,8 +71,12 @@ def ghl_outbound_webhook(request, slug):
     except DatabaseError:
         # Nothing is acknowledged that was not stored; a retry finds any request that was, and dedupes.
         logger.exception("Outbound request for campaign %s could not be recorded", slug)
-        return json_error(503, "unavailable", "The request could not be recorded; try again later.")
+        return _unavailable()
     return answer(outbound_request, created=created)
+
+
+def _unavailable():
+    return json_error(503, "unavailable", "The request could not be recorded; try again later.")
 
 
 def _bounded_body(request):
