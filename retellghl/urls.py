@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from integrations.inbound import inbound_webhook
 from integrations.outbound.views import ghl_outbound_webhook
 from integrations.tools.views import custom_function
+from retellghl.api import api_not_found
 from retellghl.health import healthz
 
 # Operators must never mistake the sandbox for their real GHL.
@@ -25,4 +26,6 @@ urlpatterns = [
     path("api/webhooks/inbound", inbound_webhook, name="inbound_webhook"),
     # With or without a trailing slash: a redirect would lose the POST body and its signature.
     re_path(r"^api/functions/(?P<tool_name>[^/]+)/?$", custom_function, name="custom_function"),
+    # Last: a mistyped API URL answers JSON too, not Django's HTML page.
+    re_path(r"^api/(?P<path>.*)$", api_not_found, name="api_not_found"),
 ]

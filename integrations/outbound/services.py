@@ -51,6 +51,7 @@ RETRY_DELAYS = [30, 120, 480, 1200]
 # An attempt still "dialing" after this long died mid-flight (worker killed): an operator may retry it.
 STUCK_AFTER = dt.timedelta(minutes=5)
 _MAX_ERROR_CHARS = 2000
+MAX_CONTACT_ID = 64  # OutboundCallRequest.ghl_contact_id; GHL's own ids have 20 characters
 
 
 class InvalidPayload(ValueError):
@@ -84,6 +85,10 @@ def lead_from_payload(campaign, payload):
         raise InvalidPayload("phone", f"phone: {exc}") from None
 
     contact_id = _text(payload.get("contact_id")).strip()
+    if len(contact_id) > MAX_CONTACT_ID:
+        raise InvalidPayload(
+            "contact_id", f"contact_id is not a GHL contact id (over {MAX_CONTACT_ID} characters)."
+        )
     custom_data = payload.get("customData")
     if custom_data is None:
         custom_data = {}

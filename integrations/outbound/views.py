@@ -7,7 +7,6 @@ campaign (409, told only to a caller that knows the secret), body not a JSON obj
 payload (422 naming the field).
 """
 
-import json
 import logging
 import zoneinfo
 
@@ -21,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from integrations.models import OutboundCallRequest, OutboundCampaign
 from integrations.outbound.services import InvalidPayload, outbound_request_accept
-from retellghl.api import json_error
+from retellghl.api import InvalidJson, json_error, parse_json_body
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +57,9 @@ def ghl_outbound_webhook(request, slug):
         return json_error(409, "campaign_disabled", f"Campaign {slug!r} is disabled: no call was placed.")
 
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return json_error(400, "invalid_json", "The body is not valid JSON.")
+        payload = parse_json_body(body)
+    except InvalidJson as exc:
+        return json_error(400, "invalid_json", str(exc))
     if not isinstance(payload, dict):
         return json_error(400, "invalid_payload", "The body must be a JSON object (the GHL contact).")
 

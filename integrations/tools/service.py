@@ -150,7 +150,7 @@ def split_custom_function_body(body):
     """(arguments, call object or None) from either request form."""
     if isinstance(body, dict) and (isinstance(body.get("call"), dict) or set(body) == {"name", "args"}):
         return body.get("args") if body.get("args") is not None else {}, body.get("call")
-    return body, None
+    return (body if body is not None else {}), None  # a JSON null: no arguments at all
 
 
 def find_custom_function(name, *, agent_id):
