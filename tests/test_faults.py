@@ -22,7 +22,6 @@ Retell create-call faults for outbound calls, and the database refusing connecti
 
 import json
 import re
-import socket
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -40,6 +39,7 @@ from calls.pipeline import process_call_event
 from integrations.models import Agent, OutboundCallRequest, OutboundCampaign, PhoneNumber
 from tests.conftest import fixture_bytes, fixture_json, post_signed
 from tests.ghl_fake import FakeGhl
+from tests.real_sockets import closed_port_url, silent_server
 from tests.tools.support import make_tool, retell_body
 
 GHL = "https://services.leadconnectorhq.com"
@@ -79,24 +79,6 @@ EVIDENCE = {
     "refused": "Connection refused",
     "malformed_json": "not a JSON object",
 }
-
-
-def closed_port_url():
-    """A local port nobody listens on: connecting is refused by the kernel, for real."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-@contextmanager
-def silent_server():
-    """A local server that completes the TCP handshake (the kernel does, from the backlog) and never
-    answers: a hung GHL, for real. Requests to it end in a read timeout."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(32)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 @pytest.fixture(params=GHL_FAULTS)

@@ -33,7 +33,7 @@ from calls.models import Call, CallEvent, RoutingDecision, ToolInvocation
 from integrations.models import OutboundCallRequest, OutboundCampaign
 from integrations.signatures import sign_retell_body
 from tests.conftest import fixture_json
-from tests.test_faults import closed_port_url
+from tests.real_sockets import closed_port_url
 from tests.tools.support import make_tool
 
 SIGNATURE = "HTTP_X_RETELL_SIGNATURE"
