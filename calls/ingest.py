@@ -6,6 +6,7 @@ delivery row and the Call upsert commit together; processing is enqueued only af
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ from calls.pipeline import RECONCILED_EVENT, enqueue_event_processing
 from integrations.models import Agent
 from integrations.phones import to_e164_or_none
 from integrations.routing import link_routing_decision
+from retellghl.api import InvalidJson, parse_json_body
 
 CALL_EVENTS = {"call_started", "call_ended", "call_analyzed"}
 TRANSFER_EVENTS = {"transfer_started", "transfer_bridged", "transfer_cancelled", "transfer_ended"}
@@ -48,7 +50,9 @@ class IngestResult:
 def ingest_retell_event(raw_body):
     """Store one signed delivery and merge it into its Call. Raises InvalidEvent for unusable bodies
     (the raw body is still stored, for inspection)."""
-    raw_text = raw_body.decode("utf-8")  # the signature check already proved it is UTF-8
+    # The signature check already proved it is UTF-8. A NUL can only be in a body that is not JSON, and
+    # PostgreSQL text cannot hold one: such a body is kept with U+FFFD in its place.
+    raw_text = raw_body.decode("utf-8").replace("\x00", "\ufffd")
     try:
         payload, event_name, subject = _parse(raw_text)
     except InvalidEvent as exc:
@@ -123,9 +127,9 @@ def _store_and_merge(call_id, event_name, key, raw_text, subject, merge_as, *, a
 
 def _parse(raw_text):
     try:
-        payload = json.loads(raw_text)
-    except ValueError as exc:
-        raise InvalidEvent("invalid_json", f"Body is not valid JSON: {exc}") from None
+        payload = parse_json_body(raw_text)
+    except InvalidJson as exc:
+        raise InvalidEvent("invalid_json", str(exc)) from None
     if not isinstance(payload, dict):
         raise InvalidEvent("invalid_payload", "Body must be a JSON object.")
     event_name = payload.get("event")
@@ -178,24 +182,25 @@ def upsert_call(data, event_name):
 
 
 def merge_call_data(call, data, event_name):
+    """Merge a Retell call object into `call`. Retell's types are trusted nowhere: a field holding a
+    value of the wrong type (or out of range for its column) is ignored like a missing one."""
     _set_if_present(call, "retell_agent_id", data.get("agent_id"))
     _set_if_present(call, "agent_name", data.get("agent_name"))
-    if isinstance(data.get("agent_version"), int):
-        call.agent_version = data["agent_version"]
+    _set_if_present(call, "agent_version", _bounded_int(data.get("agent_version"), 2**31 - 1), int)
     _set_if_present(call, "call_type", data.get("call_type"))
     direction = data.get("direction") or ("web" if data.get("call_type") == "web_call" else None)
     _set_if_present(call, "direction", direction)
-    _set_if_present(call, "from_number", to_e164_or_none(data.get("from_number")) or data.get("from_number"))
-    _set_if_present(call, "to_number", to_e164_or_none(data.get("to_number")) or data.get("to_number"))
+    for field in ("from_number", "to_number"):
+        _set_if_present(call, field, to_e164_or_none(data.get(field)) or data.get(field))
 
     status = data.get("call_status")
-    if status in STATUS_RANK and STATUS_RANK[status] >= STATUS_RANK.get(call.status, -1):
-        call.status = status
+    if isinstance(status, str) and status in STATUS_RANK:
+        if STATUS_RANK[status] >= STATUS_RANK.get(call.status, -1):
+            call.status = status
 
-    _set_if_present(call, "started_at", _from_ms(data.get("start_timestamp")))
-    _set_if_present(call, "ended_at", _from_ms(data.get("end_timestamp")))
-    if isinstance(data.get("duration_ms"), int):
-        call.duration_ms = data["duration_ms"]
+    _set_if_present(call, "started_at", _from_ms(data.get("start_timestamp")), datetime)
+    _set_if_present(call, "ended_at", _from_ms(data.get("end_timestamp")), datetime)
+    _set_if_present(call, "duration_ms", _bounded_int(data.get("duration_ms"), 2**63 - 1), int)
     _set_if_present(call, "disconnection_reason", data.get("disconnection_reason"))
 
     # transcript_updated carries partial snapshots; once the call has ended, only the final
@@ -203,8 +208,8 @@ def merge_call_data(call, data, event_name):
     final = event_name in ("call_ended", "call_analyzed") or data.get("call_status") == "ended"
     if final or STATUS_RANK.get(call.status, 0) < STATUS_RANK["ended"]:
         _set_if_present(call, "transcript", data.get("transcript"))
-        _set_if_present(call, "transcript_object", data.get("transcript_object"))
-        _set_if_present(call, "transcript_with_tool_calls", data.get("transcript_with_tool_calls"))
+        _set_if_present(call, "transcript_object", data.get("transcript_object"), list)
+        _set_if_present(call, "transcript_with_tool_calls", data.get("transcript_with_tool_calls"), list)
 
     analysis = data.get("call_analysis")
     if isinstance(analysis, dict) and analysis:
@@ -215,7 +220,7 @@ def merge_call_data(call, data, event_name):
             call.call_successful = analysis["call_successful"]
         if isinstance(analysis.get("in_voicemail"), bool):
             call.in_voicemail = analysis["in_voicemail"]
-        _set_if_present(call, "custom_analysis_data", analysis.get("custom_analysis_data"))
+        _set_if_present(call, "custom_analysis_data", analysis.get("custom_analysis_data"), dict)
 
     _set_if_present(call, "recording_url", data.get("recording_url"))
     _set_if_present(call, "public_log_url", data.get("public_log_url"))
@@ -229,8 +234,14 @@ def merge_call_data(call, data, event_name):
     cost = data.get("call_cost")
     if isinstance(cost, dict) and cost:
         call.call_cost = cost
-        if isinstance(cost.get("combined_cost"), int | float):
-            call.combined_cost_cents = cost["combined_cost"]
+        combined = cost.get("combined_cost")
+        if isinstance(combined, int | float) and not isinstance(combined, bool):
+            try:
+                combined = float(combined)
+            except OverflowError:  # an integer too large for a float
+                combined = math.inf
+            if math.isfinite(combined):
+                call.combined_cost_cents = combined
 
     if not call.ghl_contact_id and isinstance(call.dynamic_variables.get("contact_id"), str):
         call.ghl_contact_id = call.dynamic_variables["contact_id"][:64]
@@ -243,14 +254,22 @@ def merge_call_data(call, data, event_name):
         call.ghl_sync_status = Call.SyncStatus.SKIPPED  # no agent configured: nothing will sync
 
 
-def _set_if_present(obj, field, value):
-    """Assign only real values: a later, poorer event (None, "", {}, []) never wipes data."""
-    if value in (None, "", [], {}):
+def _set_if_present(obj, field, value, kind=str):
+    """Assign only real values of the field's kind: a later, poorer event (None, "", {}, []) or a value
+    of another type never wipes data. Text is cut to the column's length."""
+    if not isinstance(value, kind) or isinstance(value, bool) or value in ("", [], {}):
         return
     if isinstance(value, str):
         max_length = getattr(obj._meta.get_field(field), "max_length", None)
         value = value[:max_length] if max_length else value
     setattr(obj, field, value)
+
+
+def _bounded_int(value, maximum):
+    """An integer within 0..maximum (what the column holds), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum:
+        return value
+    return None
 
 
 def _from_ms(value):

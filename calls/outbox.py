@@ -101,8 +101,21 @@ def _record_success(task, result, *, now):
         enqueue([task.pk])
 
 
+def worth_retrying(exc):
+    """Retryable errors, and 2xx answers GHL gave that we could not read.
+
+    After an unreadable 2xx, GHL has most likely done what we asked (written the note). Failing for
+    good would leave an operator to "Retry selected", which starts the attempts afresh and so writes
+    the note again; a retry instead looks for the note before writing one (`perform_note`).
+    """
+    if isinstance(exc, RetryableError):
+        return True
+    status = getattr(exc, "status", None)
+    return isinstance(exc, PermanentError) and status is not None and 200 <= status < 300
+
+
 def _record_failure(task, exc, *, now):
-    retryable = isinstance(exc, RetryableError)
+    retryable = worth_retrying(exc)
     message = str(exc)[:2000] or type(exc).__name__
     if retryable and task.attempts < task.max_attempts:
         status = GhlSyncTask.Status.PENDING

@@ -4,7 +4,6 @@ Verify the signature → parse → `routing.route_inbound` → answer. Retell wa
 caller hears ringing, so the routing service keeps to a latency budget and fails open.
 """
 
-import json
 import logging
 import time
 
@@ -13,7 +12,7 @@ from django.http import JsonResponse
 from integrations import routing
 from integrations.phones import InvalidPhoneNumber
 from integrations.signatures import retell_signed
-from retellghl.api import allow_methods, json_error
+from retellghl.api import InvalidJson, allow_methods, json_error, parse_json_body
 
 logger = logging.getLogger(__name__)
 
@@ -23,9 +22,9 @@ logger = logging.getLogger(__name__)
 def inbound_webhook(request):
     started = time.monotonic()
     try:
-        payload = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        return json_error(400, "invalid_json", "Body is not JSON.")
+        payload = parse_json_body(request.body)
+    except InvalidJson as exc:
+        return json_error(400, "invalid_json", str(exc))
     if not isinstance(payload, dict):
         return json_error(400, "invalid_payload", "Body must be a JSON object.")
 

@@ -28,12 +28,13 @@ import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.db.models import Q
 from django.utils import timezone
 
 from calls.models import RoutingDecision
 from integrations.errors import NotConfigured, PermanentError, VendorError
+from integrations.ghl import ghl_session
 from integrations.models import Agent, GhlLocation, PhoneNumber, RoutingRule
 from integrations.phones import to_e164, to_e164_or_none
 
@@ -441,7 +442,7 @@ class ContactLookup:
 
 
 _executor = None
-_session = None
+_sessions = {}  # (GHL_SANDBOX, GHL_BASE_URL) → the session lookups share
 _pool_lock = threading.Lock()
 
 
@@ -450,17 +451,23 @@ def _lookup_pool():
 
     One session keeps connections to GHL alive between lookups: a new TLS handshake on every ringing
     call would spend a good part of the budget. The session is safe to share (the token travels in
-    per-request headers) and its connection pool is sized to the number of threads.
+    per-request headers) and its connection pool is sized to the number of threads. It comes from
+    `ghl_session`, so with GHL_SANDBOX on the lookups are answered by the sandbox like every other
+    GHL request; it is kept per sandbox setting, which tests switch at run time.
     """
-    global _executor, _session
+    global _executor
     with _pool_lock:
         if _executor is None:
-            _session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=_LOOKUP_THREADS)
-            _session.mount("https://", adapter)
-            _session.mount("http://", adapter)
             _executor = ThreadPoolExecutor(max_workers=_LOOKUP_THREADS, thread_name_prefix="inbound-ghl")
-        return _executor, _session
+        key = (settings.GHL_SANDBOX, settings.GHL_BASE_URL)
+        session = _sessions.get(key)
+        if session is None:
+            session = _sessions[key] = ghl_session(settings.GHL_BASE_URL)
+            # Mounted on the scheme only: a sandbox adapter mounted on GHL's URL stays the longer match.
+            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=_LOOKUP_THREADS)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        return _executor, session
 
 
 def contact_cache_key(location, caller):
@@ -524,8 +531,14 @@ def lookup_caller(location, caller, *, deadline, use_cache=True):
 
 
 def _find_and_cache(client, caller, key):
-    # Runs in a pool thread: HTTP and cache only, never the database (no connection to leak).
-    contact = client.find_contact_by_phone(caller)
+    # Runs in a pool thread: HTTP and cache only, never the database (no connection to leak). The one
+    # exception is the GHL sandbox, which answers from the database: close what it opened here, so
+    # idle pool threads hold no connection.
+    try:
+        contact = client.find_contact_by_phone(caller)
+    finally:
+        if settings.GHL_SANDBOX:
+            connections.close_all()
     if contact is not None and not isinstance(contact, dict):
         raise PermanentError("contact search answered something that is not a contact", vendor="GHL")
     # A lookup that finishes after we stopped waiting still warms the cache for the next call.

@@ -1,14 +1,24 @@
-"""JSON error answers shared by every endpoint: a 4xx with `{"error": code, "message": text}`."""
+"""What every endpoint shares: JSON error answers (`{"error": code, "message": text}`) and strict parsing
+of JSON request bodies into values every database can store."""
 
 import functools
+import json
+import re
 
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.views import exception_handler
 
 
 def json_error(status, error, message, **extra):
     """`error` is a stable machine code ("invalid_signature"); `message` says what is wrong."""
     return JsonResponse({"error": error, "message": message, **extra}, status=status)
+
+
+@csrf_exempt
+def api_not_found(request, path=""):
+    """Anything under /api/ that no endpoint serves: a JSON 404 like every other API error."""
+    return json_error(404, "not_found", f"No API endpoint at {request.path[:200]!r}.")
 
 
 def json_exception_handler(exc, context):
@@ -36,3 +46,46 @@ def allow_methods(*methods):
         return wrapped
 
     return decorator
+
+
+# NUL (PostgreSQL text and jsonb cannot hold it) and lone surrogates (no UTF-8 form) can only reach a
+# parsed string through \\u escapes: a body without such an escape needs no scrubbing.
+_SCRUB_ESCAPES = ("\\u0000", "\\ud", "\\uD")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class InvalidJson(ValueError):
+    """The body is not strict JSON in UTF-8; the message says why, for the 400 answer."""
+
+
+def parse_json_body(raw):
+    """A request body as JSON, strictly: UTF-8, RFC 8259 (no NaN or Infinity, which Python accepts but
+    no JSON column stores), nested no deeper than the parser can go. Raises InvalidJson.
+
+    Strings come back storable in any database: NUL and lone surrogates become U+FFFD. The raw body,
+    where it is kept, stays as received.
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+        value = json.loads(text, parse_constant=_refuse_constant)
+        if any(escape in text for escape in _SCRUB_ESCAPES):
+            value = _storable(value)
+    except RecursionError:
+        raise InvalidJson("Body is nested too deeply.") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidJson(f"Body is not valid JSON: {exc}"[:300]) from None
+    return value
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _storable(value):
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value

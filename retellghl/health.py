@@ -5,7 +5,9 @@ import time
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+
+from retellghl.api import allow_methods
 
 
 def _check(probe):
@@ -32,7 +34,8 @@ def _queue():
     return {"broker": "redis" if settings.REDIS_URL else "orm", "queued": broker.queue_size()}
 
 
-@require_GET
+@csrf_exempt  # a load balancer probing with another method gets the JSON 405, not a CSRF page
+@allow_methods("GET", "HEAD")
 def healthz(request):
     checks = {"database": _check(_database), "queue": _check(_queue)}
     healthy = all(check["ok"] for check in checks.values())

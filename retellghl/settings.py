@@ -153,6 +153,12 @@ DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", default="US")
 # The built-in GHL sandbox (integrations/sandbox): GHL requests are answered in-process from its own
 # tables, nothing goes to GHL, no token is needed. For trying the product and staging new agents.
 GHL_SANDBOX = env.bool("GHL_SANDBOX", default=False)
+# A laptop tour on the sandbox has no Retell account: Retell requests are then verified with this
+# well-known demo key, which `manage.py simulate_call` signs with by default. A key everyone knows
+# proves nothing, so it applies only with DEBUG on and GHL answered by the sandbox.
+SANDBOX_RETELL_API_KEY = "key_sandbox_demo_not_a_secret"
+if not RETELL_API_KEY and GHL_SANDBOX and DEBUG:
+    RETELL_API_KEY = SANDBOX_RETELL_API_KEY
 
 # --- Inbound call routing -------------------------------------------------------------------
 # The caller hears ringing until we answer Retell's inbound webhook. The GHL contact lookup gets what

@@ -6,6 +6,7 @@ from integrations.inbound import inbound_webhook
 from integrations.mcp.views import mcp_endpoint
 from integrations.outbound.views import ghl_outbound_webhook
 from integrations.tools.views import custom_function
+from retellghl.api import api_not_found
 from retellghl.health import healthz
 
 # Operators must never mistake the sandbox for their real GHL.
@@ -28,4 +29,6 @@ urlpatterns = [
     re_path(r"^api/functions/(?P<tool_name>[^/]+)/?$", custom_function, name="custom_function"),
     # The MCP tool server, both spellings served: a redirect would turn the POST into a GET.
     re_path(r"^api/mcp/?$", mcp_endpoint, name="mcp"),
+    # Last: a mistyped API URL answers JSON too, not Django's HTML page.
+    re_path(r"^api/(?P<path>.*)$", api_not_found, name="api_not_found"),
 ]

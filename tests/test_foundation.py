@@ -149,3 +149,17 @@ def test_admin_retry_selected_requeues_failed_sync_tasks(admin_client, agent):
     assert b"1 sync task(s) queued for retry." in response.content
     task.refresh_from_db()
     assert task.status == "pending" and task.next_attempt_at is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_healthz_answers_other_methods_with_a_json_405_not_a_csrf_page(client, method):
+    response = getattr(client, method)("/healthz")
+    assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+    assert response["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("url", ["/api/", "/api/functions/", "/api/webhooks/nope", "/api/nothing/here"])
+def test_unknown_api_urls_are_a_json_404(client, url):
+    response = client.post(url, data=b"{}", content_type="application/json")
+    assert response.status_code == 404 and response.json()["error"] == "not_found"

@@ -13,17 +13,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
 from calls import outbox
-from calls.models import Call, CallEvent
+from calls.models import Call, CallEvent, RoutingDecision, ToolInvocation
 from calls.pipeline import process_call_event
 from integrations.errors import DuplicateContact, NotFound, PermanentError, RateLimited, RetryableError
 from integrations.ghl import CALENDARS_API, CONTACTS_API, GhlClient
-from integrations.models import Agent, GhlLocation
+from integrations.models import Agent, GhlLocation, PhoneNumber, RoutingRule, ToolDefinition
 from integrations.sandbox import SANDBOX_CALENDAR_ID, SANDBOX_LOCATION_ID
 from integrations.sandbox.adapter import SandboxAdapter, rate_limiter
 from integrations.sandbox.models import (
@@ -33,6 +34,7 @@ from integrations.sandbox.models import (
     SandboxOpportunity,
     SandboxWorkflowEnrolment,
 )
+from integrations.sandbox.seed import DEMO_LINE, RECEPTION_AGENT_ID, VIP_AGENT_ID
 from tests.conftest import fixture_json, post_signed
 
 pytestmark = pytest.mark.django_db
@@ -538,6 +540,48 @@ def test_an_unknown_caller_becomes_a_sandbox_contact_when_the_agent_allows(clien
     assert contact.notes.count() == 1
 
 
+# --- Live-call paths: inbound routing and in-call tools ---------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # the routing lookup runs in its own thread and connection
+def test_inbound_routing_looks_the_caller_up_in_the_sandbox(client, seeded):
+    cache.clear()
+    inbound = fixture_json("retell_call_inbound")
+    inbound["call_inbound"].update(agent_id=RECEPTION_AGENT_ID, to_number=DEMO_LINE)
+
+    answer = post_signed(client, "/api/webhooks/inbound", inbound).json()["call_inbound"]
+
+    # Dana is tagged vip in the sandbox: the seeded rule routes her to the VIP agent.
+    assert answer["override_agent_id"] == VIP_AGENT_ID
+    assert answer["dynamic_variables"]["contact_id"] == DANA
+    assert answer["dynamic_variables"]["vip_tier"] == "gold"
+    decision = RoutingDecision.objects.get()
+    assert decision.lookup == "found" and not decision.ghl_failed
+
+
+def test_in_call_tools_check_and_book_in_the_sandbox(client, seeded):
+    call = fixture_json("retell_custom_function")["call"]
+    call.update(agent_id=VIP_AGENT_ID, to_number=DEMO_LINE)
+
+    def tool(name, args):
+        response = post_signed(client, f"/api/functions/{name}", {"name": name, "args": args, "call": call})
+        assert response.status_code == 200
+        return response.json()
+
+    offered = tool("check_availability", {"date": MONDAY.isoformat(), "time_of_day": "morning"})
+    assert "error" not in offered, offered
+    first = offered["slots"][0]["start_time"]
+    assert first == slot(MONDAY, 9)
+
+    booked = tool("book_appointment", {"start_time": first})
+
+    assert booked["booked"] is True, booked
+    appointment = SandboxAppointment.objects.get()
+    assert (appointment.contact_id, appointment.pk) == (DANA, booked["appointment_id"])
+    assert appointment.title == "Cleaning - Dana Lee"
+    assert ToolInvocation.objects.filter(status="succeeded").count() == 2
+
+
 # --- Seeding and the admin -------------------------------------------------------------------------
 
 
@@ -557,6 +601,41 @@ def test_seeding_is_idempotent_and_keeps_what_calls_wrote(seeded, ghl):
 
     call_command("seed_sandbox", "--reset", stdout=io.StringIO())
     assert SandboxNote.objects.count() == 0 and SandboxContact.objects.get(pk=DANA).tags == ["patient", "vip"]
+
+
+def test_seeding_sets_up_the_product_tour_once_and_keeps_operator_changes(seeded):
+    assert "VIP routing rule (new), demo line +14155550100 (new), 2 calendar tools (2 new)" in seeded
+    rule = RoutingRule.objects.get()
+    line = PhoneNumber.objects.get()
+    tools = {tool.name: tool for tool in ToolDefinition.objects.all()}
+    for row in (rule, line, *tools.values()):
+        row.full_clean()  # what an operator could have entered in the admin
+    assert (rule.tags_any, rule.agent.retell_agent_id, rule.location.location_id) == (
+        ["vip"],
+        VIP_AGENT_ID,
+        SANDBOX_LOCATION_ID,
+    )
+    assert rule.dynamic_variables["vip_tier"] == "gold"
+    assert (line.number, line.default_agent.retell_agent_id) == (DEMO_LINE, RECEPTION_AGENT_ID)
+    assert set(tools) == {"check_availability", "book_appointment"}
+    assert all(tool.config["calendar_id"] == CAL for tool in tools.values())
+    assert all(tool.location.location_id == SANDBOX_LOCATION_ID for tool in tools.values())
+
+    rule.dynamic_variables = {"vip_tier": "platinum"}
+    rule.save()
+    out = io.StringIO()
+    call_command("seed_sandbox", stdout=out)
+
+    assert "VIP routing rule, demo line +14155550100, 2 calendar tools (0 new)" in out.getvalue()
+    assert RoutingRule.objects.get().dynamic_variables == {"vip_tier": "platinum"}
+    assert (PhoneNumber.objects.count(), ToolDefinition.objects.count()) == (1, 2)
+
+
+def test_seeding_leaves_an_existing_tool_of_the_same_name_alone(db, settings):
+    ToolDefinition.objects.create(name="check_availability", handler="check_availability", config={})
+    call_command("seed_sandbox", stdout=io.StringIO())
+    assert ToolDefinition.objects.get(name="check_availability").config == {}
+    assert ToolDefinition.objects.get(name="book_appointment").config["calendar_id"] == CAL
 
 
 def test_seeding_does_nothing_when_the_sandbox_is_off(settings, db):

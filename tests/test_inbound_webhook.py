@@ -500,6 +500,23 @@ def test_bad_input_is_a_json_4xx(client, body, status, error):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("body", [b'{"event": "call_inbound", "x": Infinity}', b"[" * 100_000])
+def test_json_no_database_can_store_is_a_400(client, body):
+    response = post_signed(client, URL, body)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_json")
+
+
+@pytest.mark.django_db
+def test_nul_and_lone_surrogates_in_the_caller_are_recorded_not_lost(client, ghl, main_number):
+    # Escaped, as JSON allows; PostgreSQL text cannot hold NUL, UTF-8 has no lone surrogates.
+    body = json.dumps(inbound(from_number="Anonymous\x00\udc00"))
+    answer = answer_of(post_signed(client, URL, body))
+    assert answer["override_agent_id"] == "agent_main"
+    decision = RoutingDecision.objects.get()
+    assert decision.from_number == "Anonymous\ufffd\ufffd" and decision.lookup == "skipped"
+
+
+@pytest.mark.django_db
 def test_unsigned_and_badly_signed_requests_are_401(client):
     body = json.dumps(inbound())
     unsigned = client.post(URL, data=body, content_type="application/json")

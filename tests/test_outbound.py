@@ -349,6 +349,22 @@ def test_bad_bodies_get_a_json_4xx_and_dial_nobody(client, campaign, mocked, bod
 
 
 @pytest.mark.django_db
+def test_a_contact_id_longer_than_any_ghl_id_is_a_422_not_a_database_error(client, campaign, mocked):
+    response = post(client, lead(contact_id="c" * 65), campaign=campaign)
+    assert response.status_code == 422
+    assert (response.json()["error"], response.json()["field"]) == ("invalid_payload", "contact_id")
+    assert not OutboundCallRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_nan_is_not_json_and_is_a_400(client, campaign, mocked):
+    body = json.dumps(lead(customData={"score": float("nan")}))  # Python writes NaN; JSON has none
+    response = post(client, body, campaign=campaign)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_json")
+    assert not OutboundCallRequest.objects.exists()
+
+
+@pytest.mark.django_db
 def test_oversized_body_is_413_and_get_is_405(client, campaign):
     padding = "x" * (1024 * 1024)
     response = post(client, json.dumps(lead(customData={"pad": padding})), campaign=campaign)

@@ -173,6 +173,65 @@ def test_bad_input_is_a_400_naming_the_problem_and_the_body_is_kept(client, body
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"event": "call_ended", "call": {"call_id": "c1", "duration_ms": NaN}}',
+        b'{"event": "call_ended", "call": {"call_id": "c1", "x": -Infinity}}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"event": "call_ended",\x00 "call": {}}',
+    ],
+    ids=["NaN", "Infinity", "nested too deeply", "raw NUL"],
+)
+def test_json_no_database_can_store_is_a_400_and_the_body_is_still_kept(client, body):
+    response = post_signed(client, URL, body)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_json")
+    kept = CallEvent.objects.get()
+    assert kept.status == "invalid" and kept.raw_body == body.decode().replace("\x00", "\ufffd")
+
+
+@pytest.mark.django_db
+def test_values_of_the_wrong_type_or_range_are_ignored_and_the_event_kept(client, agent):
+    post_signed(client, URL, fixture_bytes("retell_call_ended"))
+    before = Call.objects.values().get()
+    wild = {
+        "call_status": [],  # found by fuzzing: a list made the status lookup crash
+        "agent_version": 2**40,
+        "duration_ms": 10**30,
+        "start_timestamp": 10**400,
+        "direction": {"in": True},
+        "from_number": 4155550123,
+        "transcript": ["Agent: hi"],
+        "transcript_object": {"role": "agent"},
+        "disconnection_reason": True,
+        "call_cost": {"combined_cost": 10**400},
+        "call_analysis": {"call_summary": 42, "custom_analysis_data": ["x"], "call_successful": "yes"},
+    }
+    body = json.dumps(event_body("call_analyzed", **wild))
+
+    assert post_signed(client, URL, body).status_code == 204
+
+    after = Call.objects.values().get()
+    verbatim = {"updated_at", "call_analysis", "call_cost"}  # stored as received, by design
+    changed = {key for key in before if before[key] != after[key]} - verbatim
+    assert changed == set(), changed  # nothing of the wrong type got in, nothing was wiped
+    assert CallEvent.objects.filter(event="call_analyzed").exists()
+
+
+@pytest.mark.django_db
+def test_nul_and_lone_surrogates_are_stored_as_replacement_characters(client):
+    body = json.dumps(
+        event_body("call_ended", transcript="Agent: hi\x00 \ud83d!", metadata={"k\x00": "\udfff"})
+    )
+
+    assert post_signed(client, URL, body).status_code == 204
+
+    call = Call.objects.get()
+    assert call.transcript == "Agent: hi\ufffd \ufffd!" and call.metadata["k\ufffd"] == "\ufffd"
+    assert CallEvent.objects.get().raw_body == body  # the delivery itself stays exactly as sent
+
+
+@pytest.mark.django_db
 def test_large_word_level_body_is_accepted(client):
     payload = fixture_json("retell_call_ended_50_turns")
     # Pad the words to ~4 MB, as a long call with word timings would be.

@@ -51,6 +51,7 @@ RETRY_DELAYS = [30, 120, 480, 1200]
 # An attempt still "dialing" after this long died mid-flight (worker killed): an operator may retry it.
 STUCK_AFTER = dt.timedelta(minutes=5)
 _MAX_ERROR_CHARS = 2000
+MAX_CONTACT_ID = 64  # OutboundCallRequest.ghl_contact_id; GHL's own ids have 20 characters
 
 
 class InvalidPayload(ValueError):
@@ -84,6 +85,10 @@ def lead_from_payload(campaign, payload):
         raise InvalidPayload("phone", f"phone: {exc}") from None
 
     contact_id = _text(payload.get("contact_id")).strip()
+    if len(contact_id) > MAX_CONTACT_ID:
+        raise InvalidPayload(
+            "contact_id", f"contact_id is not a GHL contact id (over {MAX_CONTACT_ID} characters)."
+        )
     custom_data = payload.get("customData")
     if custom_data is None:
         custom_data = {}
@@ -335,30 +340,15 @@ def _place_call(request, now):
             idempotency_key=request.idempotency_key,
         )
     except RetryableError as exc:
-        where = f"HTTP {exc.status}" if exc.status else "unreachable"
-        error = f"Retell {where}: {_retell_message(exc)}"
-        if request.attempts >= MAX_ATTEMPTS:
-            _save(
-                request, status=Status.FAILED, scheduled_for=None, last_error=error, retell_status=exc.status
-            )
-            logger.warning(
-                "Outbound request %s failed after %s attempts: %s", request.pk, MAX_ATTEMPTS, error
-            )
-            return
-        delay = max(RETRY_DELAYS[request.attempts - 1], exc.retry_after or 0)
-        retry_at = now + dt.timedelta(seconds=delay)
-        with transaction.atomic():
-            _save(
-                request,
-                status=Status.QUEUED,
-                scheduled_for=retry_at,
-                last_error=error,
-                retell_status=exc.status,
-            )
-            _schedule_attempt(request, retry_at)
-        logger.info("Outbound request %s: %s; retrying at %s", request.pk, error, retry_at.isoformat())
+        _retry_later(request, exc, now, f"Retell {_where(exc)}: {_retell_message(exc)}")
         return
     except PermanentError as exc:
+        if exc.status is not None and 200 <= exc.status < 300:
+            # Retell accepted the request but its answer was unreadable: the call may be ringing. A
+            # retry with the same idempotency_key gets that call back; failing would let an operator
+            # "Retry selected" with a fresh key and call the person a second time.
+            _retry_later(request, exc, now, f"Retell HTTP {exc.status}: {exc.message}")
+            return
         _save(
             request,
             status=Status.FAILED,
@@ -390,6 +380,26 @@ def _place_call(request, now):
         call=call,
     )
     logger.info("Outbound request %s placed call %s", request.pk, call_id)
+
+
+def _retry_later(request, exc, now, error):
+    """Queue another attempt after the backoff (never sooner than Retell asked), or fail at the last one."""
+    if request.attempts >= MAX_ATTEMPTS:
+        _save(request, status=Status.FAILED, scheduled_for=None, last_error=error, retell_status=exc.status)
+        logger.warning("Outbound request %s failed after %s attempts: %s", request.pk, MAX_ATTEMPTS, error)
+        return
+    delay = max(RETRY_DELAYS[request.attempts - 1], exc.retry_after or 0)
+    retry_at = now + dt.timedelta(seconds=delay)
+    with transaction.atomic():
+        _save(
+            request, status=Status.QUEUED, scheduled_for=retry_at, last_error=error, retell_status=exc.status
+        )
+        _schedule_attempt(request, retry_at)
+    logger.info("Outbound request %s: %s; retrying at %s", request.pk, error, retry_at.isoformat())
+
+
+def _where(exc):
+    return f"HTTP {exc.status}" if exc.status else "unreachable"
 
 
 def call_metadata(request):

@@ -7,7 +7,6 @@ campaign (409, told only to a caller that knows the secret), body not a JSON obj
 payload (422 naming the field).
 """
 
-import json
 import logging
 import zoneinfo
 
@@ -21,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from integrations.models import OutboundCallRequest, OutboundCampaign
 from integrations.outbound.services import InvalidPayload, outbound_request_accept
-from retellghl.api import json_error
+from retellghl.api import InvalidJson, json_error, parse_json_body
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,11 @@ def ghl_outbound_webhook(request, slug):
     if body is None:
         return json_error(413, "payload_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes.")
 
-    campaign = OutboundCampaign.objects.select_related("agent", "location").filter(slug=slug).first()
+    try:
+        campaign = OutboundCampaign.objects.select_related("agent", "location").filter(slug=slug).first()
+    except DatabaseError:
+        logger.exception("Outbound webhook for campaign %s: database unavailable", slug)
+        return _unavailable()
     if campaign is None:
         return json_error(404, "unknown_campaign", f"No outbound campaign {slug!r}.")
     presented = request.headers.get(SECRET_HEADER) or request.GET.get("token")
@@ -54,9 +57,9 @@ def ghl_outbound_webhook(request, slug):
         return json_error(409, "campaign_disabled", f"Campaign {slug!r} is disabled: no call was placed.")
 
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return json_error(400, "invalid_json", "The body is not valid JSON.")
+        payload = parse_json_body(body)
+    except InvalidJson as exc:
+        return json_error(400, "invalid_json", str(exc))
     if not isinstance(payload, dict):
         return json_error(400, "invalid_payload", "The body must be a JSON object (the GHL contact).")
 
@@ -67,8 +70,12 @@ def ghl_outbound_webhook(request, slug):
     except DatabaseError:
         # Nothing is acknowledged that was not stored; a retry finds any request that was, and dedupes.
         logger.exception("Outbound request for campaign %s could not be recorded", slug)
-        return json_error(503, "unavailable", "The request could not be recorded; try again later.")
+        return _unavailable()
     return answer(outbound_request, created=created)
+
+
+def _unavailable():
+    return json_error(503, "unavailable", "The request could not be recorded; try again later.")
 
 
 def _bounded_body(request):

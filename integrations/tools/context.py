@@ -41,8 +41,9 @@ class ToolContext:
                 variables.update({str(k): str(v) for k, v in values.items() if v is not None})
         return cls(
             source=CUSTOM_FUNCTION,
-            call_id=_text(call.get("call_id")),
-            agent_id=_text(call.get("agent_id")),
+            # Cut to what the invocation log holds: Retell's ids are far shorter.
+            call_id=_text(call.get("call_id"))[:128],
+            agent_id=_text(call.get("agent_id"))[:128],
             caller_number=to_e164_or_none(call.get(number_field)) or "",
             dynamic_variables=MappingProxyType(variables),
             location=location,

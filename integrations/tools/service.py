@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 
 from calls.models import ToolInvocation
 from integrations.errors import NotConfigured, NotFound, RateLimited, RetryableError, VendorError
+from integrations.ghl import ghl_session
 from integrations.models import Agent, GhlLocation, ToolDefinition
 from integrations.phones import InvalidPhoneNumber
 from integrations.tools.context import ToolContext
@@ -150,7 +151,7 @@ def split_custom_function_body(body):
     """(arguments, call object or None) from either request form."""
     if isinstance(body, dict) and (isinstance(body.get("call"), dict) or set(body) == {"name", "args"}):
         return body.get("args") if body.get("args") is not None else {}, body.get("call")
-    return body, None
+    return (body if body is not None else {}), None  # a JSON null: no arguments at all
 
 
 def find_custom_function(name, *, agent_id):
@@ -331,10 +332,18 @@ _local = threading.local()
 
 
 def _session():
-    """One requests.Session per thread: GHL connections (TLS included) are reused across tool calls."""
-    session = getattr(_local, "session", None)
+    """One requests.Session per thread: GHL connections (TLS included) are reused across tool calls.
+
+    Built by `ghl_session`, so with GHL_SANDBOX on the sandbox answers; kept per sandbox setting and
+    base URL, which tests switch at run time.
+    """
+    sessions = getattr(_local, "sessions", None)
+    if sessions is None:
+        sessions = _local.sessions = {}
+    key = (settings.GHL_SANDBOX, settings.GHL_BASE_URL)
+    session = sessions.get(key)
     if session is None:
-        session = _local.session = requests.Session()
+        session = sessions[key] = ghl_session(settings.GHL_BASE_URL)
         # Read proxy settings from the environment once, not on every request: requests would
         # rescan os.environ per call (about a millisecond) and let a ~/.netrc entry replace our
         # Authorization header.

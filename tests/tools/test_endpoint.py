@@ -100,7 +100,42 @@ def test_malformed_json_is_a_400(client, availability):
     response = post_signed(client, "/api/functions/check_availability", b"{not json")
 
     assert response.status_code == 400
-    assert response.json() == {"error": "invalid_json", "message": "Request body is not valid JSON."}
+    assert response.json()["error"] == "invalid_json"
+    assert response.json()["message"].startswith("Body is not valid JSON: Expecting property name")
+    assert not ToolInvocation.objects.exists()
+
+
+@pytest.mark.parametrize("body", [b'{"date": NaN}', b"[" * 100_000 + b"]" * 100_000])
+def test_json_no_database_can_store_is_a_400(client, availability, body):
+    response = post_signed(client, "/api/functions/check_availability", body)
+
+    assert response.status_code == 400 and response.json()["error"] == "invalid_json"
+    assert not ToolInvocation.objects.exists()
+
+
+def test_a_null_body_is_answered_and_logged(client, ghl, clock, availability):
+    ghl.get(FREE_SLOTS_URL, json=SLOTS)  # found by fuzzing: the log row needs arguments ({} here)
+
+    response = post_signed(client, "/api/functions/check_availability", b"null")
+
+    assert response.status_code == 200
+    assert ToolInvocation.objects.get().arguments == {}
+
+
+def test_nul_and_lone_surrogates_in_the_call_are_logged_as_replacement_characters(client, ghl, availability):
+    body = json.dumps(retell_body("check_availability", {"date": "2099-01-05"}, call_id="call_\x00\ud800"))
+
+    response = post_signed(client, "/api/functions/check_availability", body.encode())
+
+    assert response.status_code == 200
+    assert ToolInvocation.objects.get().call_id == "call_\ufffd\ufffd"
+
+
+@pytest.mark.parametrize("name", ["no spaces", "x" * 65, "%00", "caf%C3%A9"])
+def test_a_name_no_tool_can_have_is_a_json_404_without_a_query(client, availability, name):
+    response = post_signed(client, f"/api/functions/{name}", retell_body("x", {}))
+
+    assert response.status_code == 404 and response.json()["error"] == "unknown_tool"
 
 
 def test_get_is_a_json_405(client, availability):
