@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from integrations.inbound import inbound_webhook
 from integrations.outbound.views import ghl_outbound_webhook
 from integrations.tools.views import custom_function
+from retellghl.baseline import baseline
 from retellghl.health import healthz
 
 # Operators must never mistake the sandbox for their real GHL.
@@ -26,3 +27,6 @@ urlpatterns = [
     # With or without a trailing slash: a redirect would lose the POST body and its signature.
     re_path(r"^api/functions/(?P<tool_name>[^/]+)/?$", custom_function, name="custom_function"),
 ]
+
+if settings.BENCH_BASELINE_VIEW:  # bench/run.py only: the framework's floor to compare endpoints with
+    urlpatterns.append(path("bench/baseline", baseline, name="bench-baseline"))
