@@ -1050,6 +1050,9 @@ def parse_args(argv):
         metavar="SECONDS",
         help="only start the setup and keep it up this long (for profiling with py-spy); no load",
     )
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the processes' logs (kept anyway on trouble)"
+    )
     parser.add_argument("--json", default="", help="also write the raw summaries to this JSON file")
     return parser.parse_args(argv)
 
@@ -1091,7 +1094,15 @@ def main(argv=None):
         print(f"==> wrote {args.results}")
     if args.json:
         Path(args.json).write_text(json.dumps(bench.results, indent=2, default=str))
-    shutil.rmtree(bench.log_dir, ignore_errors=True)
+    trouble = any(
+        isinstance(summary, dict)
+        and (summary.get("errors") or summary.get("notes", 0) < summary.get("calls", 0))
+        for summary in bench.results.values()
+    )
+    if args.keep_logs or trouble:
+        print(f"==> process logs kept in {bench.log_dir}")
+    else:
+        shutil.rmtree(bench.log_dir, ignore_errors=True)
     return 0
 
 
