@@ -165,20 +165,43 @@ def upsert_call(data, event_name):
     Shared by webhook ingestion and `sync_retell_calls` (a call fetched from the API is merged
     exactly as if its webhook had arrived). Must run inside a transaction.
     """
-    call = Call.objects.select_for_update().filter(call_id=data["call_id"]).first()  # serialise merges
+    call_id = data["call_id"]
+    call = Call.objects.select_for_update().filter(call_id=call_id).first()  # serialise merges
     if call is None:
-        call, _ = Call.objects.get_or_create(call_id=data["call_id"])  # a concurrent insert wins cleanly
-        call = Call.objects.select_for_update().get(pk=call.pk)
+        # A call's first event: merge into a new row and INSERT it whole (an empty INSERT followed by
+        # an UPDATE of every column, and the SELECTs around them, cost several times more). A
+        # concurrent first delivery may insert the call meanwhile: then lock its row and merge into it.
+        call = Call(call_id=call_id)
+        merge_call_data(call, data, event_name)
+        try:
+            with transaction.atomic():
+                call.save(force_insert=True)
+        except IntegrityError:
+            call = Call.objects.select_for_update().get(call_id=call_id)
+        else:
+            if _link_routing_decision(call, knew_decision=False):
+                call.save(update_fields=["ghl_contact_id"])
+            return call
     knew_decision = "routing_decision_id" in (call.metadata or {})
     merge_call_data(call, data, event_name)
-    if not knew_decision and "routing_decision_id" in call.metadata:
-        # Our inbound answer's metadata came back on the call: link the routing decision, and reuse
-        # the contact it already found so post-call sync needs no second GHL lookup.
-        decision = link_routing_decision(call)
-        if decision is not None and decision.ghl_contact_id and not call.ghl_contact_id:
-            call.ghl_contact_id = decision.ghl_contact_id
+    _link_routing_decision(call, knew_decision=knew_decision)
     call.save()
     return call
+
+
+def _link_routing_decision(call, *, knew_decision):
+    """Link the routing decision our inbound answer named, once it shows in the call's metadata.
+
+    Reuses the contact the decision already found, so post-call sync needs no second GHL lookup.
+    True when that set the call's ghl_contact_id.
+    """
+    if knew_decision or "routing_decision_id" not in call.metadata:
+        return False
+    decision = link_routing_decision(call)
+    if decision is not None and decision.ghl_contact_id and not call.ghl_contact_id:
+        call.ghl_contact_id = decision.ghl_contact_id
+        return True
+    return False
 
 
 def merge_call_data(call, data, event_name):

@@ -37,7 +37,8 @@ def enqueue(task_ids):
 
     def send():
         for task_id in task_ids:
-            async_task("calls.outbox.run_task", task_id, group="ghl-sync")
+            # save=False: the task row records the outcome (see pipeline.enqueue_event_processing).
+            async_task("calls.outbox.run_task", task_id, group="ghl-sync", save=False)
 
     if task_ids:
         transaction.on_commit(send)

@@ -36,10 +36,17 @@ class NoContact(Exception):
 
 
 def enqueue_event_processing(event):
-    """After the delivery commits, process it on the queue (only events some agent acts on)."""
+    """After the delivery commits, process it on the queue (only events some agent acts on).
+
+    `save=False`: django-q2 keeps no Success row for it (failures are still kept). The event's own
+    status records the outcome, and with a save limit set, saving each success made django-q2 load
+    and unpickle every stored success to prune them: most of the workers' CPU under load.
+    """
     from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task("calls.pipeline.process_call_event", event.pk, group="events"))
+    transaction.on_commit(
+        lambda: async_task("calls.pipeline.process_call_event", event.pk, group="events", save=False)
+    )
 
 
 def process_call_event(event_id, *, now=None):

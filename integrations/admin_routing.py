@@ -143,12 +143,13 @@ class RoutingRuleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable selected rules")
     def enable_selected(self, request, queryset):
-        count = queryset.update(enabled=True)
+        # updated_at by hand: update() skips auto_now, and live routing notices changes by it.
+        count = queryset.update(enabled=True, updated_at=timezone.now())
         self.message_user(request, f"{count} rule(s) enabled.")
 
     @admin.action(description="Disable selected rules")
     def disable_selected(self, request, queryset):
-        count = queryset.update(enabled=False)
+        count = queryset.update(enabled=False, updated_at=timezone.now())
         self.message_user(request, f"{count} rule(s) disabled.")
 
     def get_urls(self):

@@ -13,6 +13,7 @@ must come within a budget (settings.INBOUND_ROUTING_BUDGET_MS). Three layers:
   record a `RoutingDecision`.
 """
 
+import functools
 import json
 import logging
 import re
@@ -28,8 +29,8 @@ import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connections
-from django.db.models import Q
+from django.db import DatabaseError, connection, connections
+from django.db.models import signals
 from django.utils import timezone
 
 from calls.models import RoutingDecision
@@ -578,28 +579,115 @@ class InboundRouting:
         return self.decision.answer
 
 
-def resolve_dialled_number(dialled, agent_id=""):
+# --- The routing configuration, cached per process -----------------------------------------------------
+#
+# Numbers, agents, locations and rules are read on every ringing call but change only when an operator
+# edits them. Loading them took two ORM queries whose compilation alone cost a few ms of CPU per call
+# (more than everything else routing does with a cached contact), so each process keeps them in memory
+# and reloads them when a one-statement fingerprint of the four tables changes: row count, highest id
+# and latest `updated_at` of each. A change made anywhere (admin, shell, another process) is seen by
+# the next call. Bulk `queryset.update()` bypasses `auto_now`, so it must set `updated_at` itself (the
+# admin's enable/disable actions do). Saves and deletes in this process also bump a local generation,
+# for changes the fingerprint cannot see (e.g. tests that freeze the clock).
+
+_CONFIG_MODELS = (PhoneNumber, RoutingRule, Agent, GhlLocation)
+
+
+@dataclass
+class RoutingConfig:
+    fingerprint: tuple
+    numbers: dict  # E.164 → PhoneNumber (location and default agent loaded)
+    agent_locations: dict  # Retell agent id → the agent's GhlLocation, or None
+    rules: tuple  # enabled rules (agent loaded), by (priority, id)
+    _default_location: list = field(default_factory=list)  # [] until first needed, then [location or None]
+
+    def default_location(self):
+        """The default location, looked up on first need only (it may create the row)."""
+        if not self._default_location:
+            try:
+                self._default_location.append(GhlLocation.objects.default())
+            except NotConfigured:
+                self._default_location.append(None)
+        return self._default_location[0]
+
+    def rules_for(self, location):
+        """Enabled rules for calls to `location`: the unscoped ones and the location's own."""
+        pk = location.pk if location else None
+        return [rule for rule in self.rules if rule.location_id is None or rule.location_id == pk]
+
+
+_config = None
+_config_generation = 0
+
+
+def _bump_config_generation(**kwargs):
+    global _config_generation
+    _config_generation += 1
+
+
+for _model in _CONFIG_MODELS:
+    signals.post_save.connect(_bump_config_generation, sender=_model, dispatch_uid=f"routing-config-{_model}")
+    signals.post_delete.connect(
+        _bump_config_generation, sender=_model, dispatch_uid=f"routing-config-{_model}"
+    )
+
+
+@functools.cache
+def _fingerprint_sql():
+    quote = connection.ops.quote_name
+    return (
+        " UNION ALL ".join(
+            f"SELECT {position}, COUNT(*), MAX({quote('id')}), MAX({quote('updated_at')}) "
+            f"FROM {quote(model._meta.db_table)}"
+            for position, model in enumerate(_CONFIG_MODELS)
+        )
+        + " ORDER BY 1"
+    )
+
+
+def _fingerprint():
+    with connection.cursor() as cursor:
+        cursor.execute(_fingerprint_sql())
+        tables = tuple(tuple(row) for row in cursor.fetchall())
+    # The default location also depends on settings.
+    return (_config_generation, settings.GHL_LOCATION_ID, settings.GHL_SANDBOX, tables)
+
+
+def routing_config():
+    """The current routing configuration: one cheap query when nothing changed, a reload when it did."""
+    global _config
+    fingerprint = _fingerprint()  # taken before loading: a change during the load reloads next time
+    config = _config
+    if config is not None and config.fingerprint == fingerprint:
+        return config
+    numbers = {
+        phone.number: phone for phone in PhoneNumber.objects.select_related("location", "default_agent")
+    }
+    agent_locations = {
+        agent.retell_agent_id: agent.location for agent in Agent.objects.select_related("location")
+    }
+    rules = tuple(RoutingRule.objects.filter(enabled=True).select_related("agent").order_by("priority", "id"))
+    _config = config = RoutingConfig(fingerprint, numbers, agent_locations, rules)
+    return config
+
+
+def resolve_dialled_number(dialled, agent_id="", config=None):
     """(PhoneNumber row or None, the GhlLocation that owns the number or None).
 
     Ownership: the number's own row, else the location of the number's Retell agent, else the default.
     """
-    phone = PhoneNumber.objects.select_related("location", "default_agent").filter(number=dialled).first()
+    config = config or routing_config()
+    phone = config.numbers.get(dialled)
     location = phone.location if phone else None
     if location is None and agent_id:
-        agent = Agent.objects.select_related("location").filter(retell_agent_id=agent_id).first()
-        location = agent.location if agent else None
+        location = config.agent_locations.get(agent_id)
     if location is None:
-        try:
-            location = GhlLocation.objects.default()
-        except NotConfigured:
-            location = None
+        location = config.default_location()
     return phone, location
 
 
-def routing_rules(location):
-    rules = RoutingRule.objects.filter(enabled=True).select_related("agent")
-    scope = Q(location__isnull=True) | Q(location=location) if location else Q(location__isnull=True)
-    return list(rules.filter(scope).order_by("priority", "id"))
+def routing_rules(location, config=None):
+    return (config or routing_config()).rules_for(location)
 
 
 def route_inbound(
@@ -627,7 +715,8 @@ def route_inbound(
 
     dialled = to_e164(to_number)
     caller = to_e164_or_none(from_number)
-    phone, location = resolve_dialled_number(dialled, agent_id)
+    config = routing_config()
+    phone, location = resolve_dialled_number(dialled, agent_id, config)
     lookup = lookup_caller(location, caller, deadline=deadline, use_cache=use_cache)
     if lookup.status == Lookup.FAILED:
         logger.warning("inbound routing fails open for %s → %s: %s", caller, dialled, lookup.error)
@@ -637,7 +726,7 @@ def route_inbound(
         dialled,
         lookup.contact,
         now,
-        routing_rules(location),
+        routing_rules(location, config),
         event=event,
         contact_known=lookup.known,
         location=location,

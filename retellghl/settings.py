@@ -191,6 +191,10 @@ MCP_MAX_BODY_BYTES = env.int("MCP_MAX_BODY_BYTES", default=1024 * 1024)
 # derived from SECRET_KEY; production should set its own so rotating SECRET_KEY keeps tokens readable.
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 
+# Route POST /bench/baseline, an empty view that bench/run.py measures as the framework's own cost
+# (see bench/README.md). Never on in production.
+BENCH_BASELINE_VIEW = env.bool("BENCH_BASELINE_VIEW", default=False)
+
 # --- Production hardening (passes `manage.py check --deploy` with DEBUG off) ------------------
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -3,7 +3,9 @@
 import json
 import threading
 import time
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,6 +13,8 @@ import requests
 import responses
 from django.core.cache import cache
 from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
 
 from calls.models import Call, RoutingDecision
 from integrations import routing
@@ -611,3 +615,83 @@ def test_concurrent_links_claim_a_decision_once(location):
     assert len(winners) == 1
     decision.refresh_from_db()
     assert decision.call_id == winners[0].call_id
+
+
+# --- The routing configuration: cached per process, reloaded when anything in it changes -------------
+
+
+@contextmanager
+def patch_clock(moment):
+    with mock.patch("django.utils.timezone.now", return_value=moment):
+        yield
+
+
+def a_moment_later():
+    """An updated_at later than every row's: what an edit made by another process writes."""
+    return timezone.now() + timedelta(seconds=1)
+
+
+@pytest.mark.django_db
+def test_a_rule_edited_in_this_process_applies_to_the_next_call(
+    frozen_now, client, ghl, main_number, vip_rule, night_agent
+):
+    # With the clock frozen, updated_at does not move either: the save signal alone must tell.
+    ghl.get(SEARCH, json=FOUND)
+    assert answer_of(post_signed(client, URL, inbound()))["override_agent_id"] == "agent_vip"
+    vip_rule.agent, vip_rule.agent_version = night_agent, None
+    vip_rule.save()
+    assert answer_of(post_signed(client, URL, inbound()))["override_agent_id"] == "agent_night"
+
+
+@pytest.mark.django_db
+def test_a_rule_disabled_by_another_process_stops_matching_at_the_next_call(
+    client, ghl, main_number, vip_rule
+):
+    ghl.get(SEARCH, json=FOUND)
+    assert answer_of(post_signed(client, URL, inbound()))["override_agent_id"] == "agent_vip"
+    # update() sends no signal to this process: only the table's fingerprint tells the change.
+    RoutingRule.objects.filter(pk=vip_rule.pk).update(enabled=False, updated_at=a_moment_later())
+    assert answer_of(post_signed(client, URL, inbound()))["override_agent_id"] == "agent_main"
+
+
+@pytest.mark.django_db
+def test_a_number_deleted_by_another_process_is_no_longer_routed(client, ghl, main_number):
+    ghl.get(SEARCH, json=FOUND)
+    assert answer_of(post_signed(client, URL, inbound()))["override_agent_id"] == "agent_main"
+    with connection.cursor() as cursor:  # no signal, no updated_at: only the row count changes
+        cursor.execute(f"DELETE FROM {PhoneNumber._meta.db_table} WHERE id = %s", [main_number.pk])
+    assert "override_agent_id" not in answer_of(post_signed(client, URL, inbound()))
+
+
+@pytest.mark.django_db
+def test_an_agent_version_changed_by_another_process_is_dialled_at_the_next_call(client, ghl, main_number):
+    ghl.get(SEARCH, json=FOUND)
+    assert "override_agent_version" not in answer_of(post_signed(client, URL, inbound()))
+    Agent.objects.filter(retell_agent_id="agent_main").update(
+        retell_agent_version=7, updated_at=a_moment_later()
+    )
+    assert answer_of(post_signed(client, URL, inbound()))["override_agent_version"] == 7
+
+
+@pytest.mark.django_db
+def test_the_admins_disable_action_reaches_live_routing(admin_client, client, ghl, main_number, vip_rule):
+    ghl.get(SEARCH, json=FOUND)
+    assert answer_of(post_signed(client, URL, inbound()))["override_agent_id"] == "agent_vip"
+    changelist = reverse("admin:integrations_routingrule_changelist")
+    with patch_clock(a_moment_later()):  # the action runs in "another process": later, and no signal
+        response = admin_client.post(
+            changelist, {"action": "disable_selected", "_selected_action": [vip_rule.pk]}
+        )
+    assert response.status_code == 302
+    assert answer_of(post_signed(client, URL, inbound()))["override_agent_id"] == "agent_main"
+
+
+@pytest.mark.django_db
+def test_an_unchanged_configuration_costs_one_query_per_call(
+    location, main_number, vip_rule, django_assert_num_queries
+):
+    cache.set(routing.contact_cache_key(location, CALLER), {"contact": FOUND["contact"]})
+    route = {"event": "call_inbound", "from_number": CALLER, "to_number": DIALLED, "record": False}
+    assert routing.route_inbound(**route).decision.rule == vip_rule  # loads the configuration
+    with django_assert_num_queries(1):  # the fingerprint; numbers, agents and rules come from memory
+        assert routing.route_inbound(**route).decision.rule == vip_rule

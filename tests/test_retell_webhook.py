@@ -297,6 +297,43 @@ def test_concurrent_duplicates_store_one_event(agent):
     assert Call.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_new_calls_events_racing_to_create_it_all_merge_into_one_call(agent):
+    """call_started, call_ended and call_analyzed of an unseen call at once: one inserts the Call, the
+    others lose the insert race and must merge into the row it created, not lose their data."""
+    if connection.vendor == "sqlite":
+        pytest.skip("real concurrency needs PostgreSQL")
+    bodies = [
+        fixture_bytes(name) for name in ("retell_call_started", "retell_call_ended", "retell_call_analyzed")
+    ]
+    barrier = threading.Barrier(len(bodies))
+    statuses = []
+
+    def deliver(body):
+        try:
+            barrier.wait()
+            statuses.append(post_signed(Client(), URL, body).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [204] * 3
+    call = Call.objects.get()
+    assert call.status == "ended" and call.ended_at is not None  # from call_ended / call_analyzed
+    assert call.summary and call.call_analysis  # from call_analyzed
+    assert call.transcript_object  # the final transcript
+    assert call.agent == agent and call.location == agent.location
+    assert sorted(CallEvent.objects.values_list("event", flat=True)) == [
+        "call_analyzed",
+        "call_ended",
+        "call_started",
+    ]
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("url", [URL, "/api/webhooks/inbound"])
 def test_signed_endpoints_need_no_csrf_token(url):
