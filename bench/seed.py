@@ -6,7 +6,9 @@ Run by bench/run.py after `migrate`, with the server's environment (`python -m b
 - the fixtures' dialled number, owned by the location, with the agent as its default route;
 - three routing rules, so a routing decision really evaluates rules (a block list, a VIP rule that
   matches the fixture contact's `vip` tag, an after-hours rule);
-- the `check_availability` tool, enabled for the fixtures' agent only.
+- the `check_availability` tool, enabled for the fixtures' agent only and listed over MCP.
+
+`python -m bench.seed mcp-token` then creates an MCP token for that location and prints it (last line).
 """
 
 import os
@@ -70,11 +72,23 @@ def seed():
     for rule in rules:
         rule.full_clean()
         rule.save()
-    tool = ToolDefinition(name="check_availability", handler="check_availability")
+    tool = ToolDefinition(name="check_availability", handler="check_availability", expose_over_mcp=True)
     tool.full_clean()
     tool.save()
     tool.agents.set([agent])
     return f"seeded location {location.location_id}, 2 agents, 1 number, {len(rules)} rules, 1 tool"
+
+
+def mcp_token():
+    """A new MCP token for the bench location, all its MCP tools; returns the token (shown once)."""
+    from django.conf import settings
+
+    from integrations.models import GhlLocation, McpToken
+
+    token = McpToken(name="bench", location=GhlLocation.objects.get(location_id=settings.GHL_LOCATION_ID))
+    secret = token.set_new_token()
+    token.save()
+    return secret
 
 
 def report():
@@ -107,8 +121,10 @@ def main(argv):
         print(seed())
     elif command == "report":
         print(json.dumps(report(), sort_keys=True))
+    elif command == "mcp-token":
+        print(mcp_token())
     else:
-        print(f"unknown command {command!r} (seed, report)", file=sys.stderr)
+        print(f"unknown command {command!r} (seed, mcp-token, report)", file=sys.stderr)
         return 2
     return 0
 
