@@ -33,12 +33,12 @@ def backoff_delay(attempts, retry_after=None):
 
 def enqueue(task_ids):
     """Run these tasks on the django-q2 cluster once the current transaction commits."""
-    from django_q.tasks import async_task
+    from retellghl.queue import enqueue as enqueue_task
 
     def send():
         for task_id in task_ids:
             # save=False: the task row records the outcome (see pipeline.enqueue_event_processing).
-            async_task("calls.outbox.run_task", task_id, group="ghl-sync", save=False)
+            enqueue_task("calls.outbox.run_task", task_id, group="ghl-sync", save=False)
 
     if task_ids:
         transaction.on_commit(send)

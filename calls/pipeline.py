@@ -42,10 +42,10 @@ def enqueue_event_processing(event):
     status records the outcome, and with a save limit set, saving each success made django-q2 load
     and unpickle every stored success to prune them: most of the workers' CPU under load.
     """
-    from django_q.tasks import async_task
+    from retellghl.queue import enqueue
 
     transaction.on_commit(
-        lambda: async_task("calls.pipeline.process_call_event", event.pk, group="events", save=False)
+        lambda: enqueue("calls.pipeline.process_call_event", event.pk, group="events", save=False)
     )
 
 

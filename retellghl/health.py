@@ -26,9 +26,9 @@ def _database():
 
 
 def _queue():
-    from django_q.brokers import get_broker
+    from retellghl.queue import broker as queue_broker
 
-    broker = get_broker()
+    broker = queue_broker()
     if not broker.ping():
         raise ConnectionError("broker did not answer ping")
     return {"broker": "redis" if settings.REDIS_URL else "orm", "queued": broker.queue_size()}

@@ -72,3 +72,19 @@ def test_post_call_pipeline_runs_through_the_redis_broker(client, agent):
     # Our rows record the outcome; django-q2 stores no copy of successful pipeline tasks (each one
     # would make its save-limit pruning load every stored success).
     assert not Task.objects.exists()
+
+
+def test_enqueueing_reuses_one_redis_connection_per_process():
+    """django-q2 alone opens a Redis connection per task; ours keeps one per process."""
+    from retellghl.queue import broker, enqueue
+
+    connections = broker().connection
+    broker().purge_queue()
+    enqueue("math.hypot", 3, 4)  # opens this process's pooled connection, if not open yet
+    before = connections.info("stats")["total_connections_received"]
+    for _ in range(20):
+        enqueue("math.hypot", 3, 4)
+    after = connections.info("stats")["total_connections_received"]
+    assert after - before <= 1  # the INFO call's own connection may be counted
+    assert broker().queue_size() == 21
+    broker().purge_queue()

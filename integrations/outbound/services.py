@@ -31,7 +31,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
-from django_q.tasks import async_task
 from django_q.tasks import schedule as q_schedule
 
 from calls.models import Call
@@ -39,6 +38,7 @@ from integrations.errors import NotConfigured, PermanentError, RetryableError
 from integrations.models import OutboundCallRequest, OutboundCampaign
 from integrations.phones import InvalidPhoneNumber, to_e164
 from integrations.retell import RetellClient
+from retellghl.queue import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -495,7 +495,7 @@ def outbound_requests_retry(queryset, *, now=None):
                 same_state = OutboundCallRequest.objects.filter(pk=request.pk, status=request.status)
                 claimed = same_state.update(**fields)
                 if claimed:
-                    transaction.on_commit(lambda pk=request.pk: async_task(DIAL_TASK, pk))
+                    transaction.on_commit(lambda pk=request.pk: enqueue(DIAL_TASK, pk))
         except IntegrityError:  # another open request for the same contact and workflow exists
             continue
         queued += claimed
