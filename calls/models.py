@@ -210,6 +210,8 @@ class ToolInvocation(models.Model):
     # The stable code the agent received ("slot_unavailable", "ghl_unavailable", ...); empty on success.
     error_code = models.CharField(max_length=64, blank=True, db_index=True)
     latency_ms = models.FloatField(null=True, blank=True)
+    # Of latency_ms, the time spent waiting on GHL (requests sent → answers read): the rest is ours.
+    ghl_ms = models.FloatField(null=True, blank=True)
     # Retries and concurrent duplicates answered from this invocation instead of acting again.
     duplicate_count = models.PositiveIntegerField(default=0)
     # Set for side-effecting calls within a live call: hash of (call_id, tool, arguments). Unique, so a

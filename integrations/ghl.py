@@ -7,8 +7,11 @@ never retries: callers (the outbox) decide when to try again, guided by the erro
 `retry_after`.
 """
 
+import contextvars
+import functools
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -63,6 +66,54 @@ class RateLimit:
             interval_ms=number("X-RateLimit-Interval-Milliseconds"),
             daily_remaining=number("X-RateLimit-Daily-Remaining"),
         )
+
+
+class GhlStopwatch:
+    """Wall time spent in GHL round trips (request sent → answer read) within a `ghl_stopwatch()` block."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.requests = 0
+
+    @property
+    def ms(self):
+        return round(self.seconds * 1000, 2)
+
+
+_stopwatch = contextvars.ContextVar("ghl_stopwatch", default=None)
+
+
+@contextmanager
+def ghl_stopwatch():
+    """Time the GHL requests made inside the block, e.g. to tell our latency from GHL's on a live call.
+    Blocks nest: an inner block's time counts in the outer one too."""
+    parent = _stopwatch.get()
+    watch = GhlStopwatch()
+    token = _stopwatch.set(watch)
+    try:
+        yield watch
+    finally:
+        _stopwatch.reset(token)
+        if parent is not None:
+            parent.seconds += watch.seconds
+            parent.requests += watch.requests
+
+
+def reports_ghl_time(view):
+    """Answer with a `Server-Timing: ghl;dur=<ms>` header: how much of the response time was GHL's.
+
+    For the live-call endpoints, so whoever measures them (bench/run.py, a browser's network panel,
+    a proxy's logs) can tell our overhead from GHL's latency.
+    """
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        with ghl_stopwatch() as watch:
+            response = view(request, *args, **kwargs)
+        response["Server-Timing"] = f'ghl;dur={watch.ms:.2f};desc="GHL, {watch.requests} request(s)"'
+        return response
+
+    return wrapped
 
 
 def ghl_session(base_url):
@@ -284,6 +335,7 @@ class GhlClient:
         if self.throttle:
             self._wait_for_burst_window()
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json", "Version": version}
+        started = time.perf_counter()
         try:
             response = self.session.request(
                 method,
@@ -301,6 +353,11 @@ class GhlClient:
             raise RetryableError(self._redact(f"{method} {path}: {exc}"), vendor=VENDOR) from exc
         except requests.RequestException as exc:
             raise PermanentError(self._redact(f"{method} {path}: {exc}"), vendor=VENDOR) from exc
+        finally:
+            watch = _stopwatch.get()
+            if watch is not None:
+                watch.seconds += time.perf_counter() - started
+                watch.requests += 1
 
         self._last_response_at = self._clock()
         self.rate_limit = RateLimit.from_headers(response.headers)

@@ -10,6 +10,7 @@ import time
 from django.http import JsonResponse
 
 from integrations import routing
+from integrations.ghl import reports_ghl_time
 from integrations.phones import InvalidPhoneNumber
 from integrations.signatures import retell_signed
 from retellghl.api import InvalidJson, allow_methods, json_error, parse_json_body
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 @allow_methods("POST")
 @retell_signed
+@reports_ghl_time
 def inbound_webhook(request):
     started = time.monotonic()
     try:

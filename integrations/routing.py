@@ -13,6 +13,7 @@ must come within a budget (settings.INBOUND_ROUTING_BUDGET_MS). Three layers:
   record a `RoutingDecision`.
 """
 
+import contextvars
 import functools
 import json
 import logging
@@ -516,7 +517,8 @@ def lookup_caller(location, caller, *, deadline, use_cache=True):
     # for does not linger, and enforce the total with the future's timeout below.
     client.timeout = tuple(min(part, remaining) for part in client.timeout)
 
-    future = pool.submit(_find_and_cache, client, caller, key)
+    # In the caller's context, so the request's GHL stopwatch (Server-Timing) counts the lookup.
+    future = pool.submit(contextvars.copy_context().run, _find_and_cache, client, caller, key)
     try:
         contact = future.result(timeout=remaining)
     except FutureTimeout:

@@ -328,6 +328,23 @@ def test_repeat_callers_are_served_from_the_cache(client, ghl, main_number, answ
 
 
 @pytest.mark.django_db
+def test_the_ghl_lookup_time_is_reported_and_a_cached_answer_reports_none(client, ghl, main_number):
+    """Server-Timing `ghl;dur=`: the lookup runs in a pool thread, and its time is still counted."""
+
+    def slow_search(request):
+        time.sleep(0.03)
+        return 200, {}, json.dumps(FOUND)
+
+    ghl.add_callback("GET", SEARCH, callback=slow_search)
+    first = post_signed(client, URL, inbound())
+    second = post_signed(client, URL, inbound())
+
+    assert first["Server-Timing"].endswith('desc="GHL, 1 request(s)"')
+    assert float(first["Server-Timing"].split("dur=")[1].split(";")[0]) >= 30
+    assert second["Server-Timing"].startswith('ghl;dur=0.00;desc="GHL, 0 request(s)"')
+
+
+@pytest.mark.django_db
 def test_cache_is_per_location(client, ghl, main_number):
     other = GhlLocation.objects.create(location_id="loc_Other", name="Other", token="pit-other")
     PhoneNumber.objects.create(number="+14155558888", location=other)

@@ -20,6 +20,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from integrations.ghl import reports_ghl_time
 from integrations.mcp import protocol
 from integrations.mcp.service import McpToolServer, authenticate
 from retellghl.api import json_error
@@ -29,6 +30,7 @@ EVENT_STREAM_TYPES = {"text/event-stream", "text/*"}
 
 
 @csrf_exempt  # clients authenticate with a header token, which a cross-site form cannot send
+@reports_ghl_time
 def mcp_endpoint(request):
     origin = request.headers.get("Origin")
     if origin is not None and not origin_allowed(origin, request):

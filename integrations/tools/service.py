@@ -28,7 +28,7 @@ from jsonschema import Draft202012Validator
 
 from calls.models import ToolInvocation
 from integrations.errors import NotConfigured, NotFound, RateLimited, RetryableError, VendorError
-from integrations.ghl import ghl_session
+from integrations.ghl import ghl_session, ghl_stopwatch
 from integrations.models import Agent, GhlLocation, ToolDefinition
 from integrations.phones import InvalidPhoneNumber
 from integrations.tools.context import ToolContext
@@ -112,8 +112,9 @@ def run_tool(definition, arguments, context):
         if claimed is None:
             return _replay(previous)
 
-    payload, error = _execute(spec, definition, arguments, context)
-    return _finish(claimed, record, started, payload, error)
+    with ghl_stopwatch() as ghl:
+        payload, error = _execute(spec, definition, arguments, context)
+    return _finish(claimed, record, started, payload, error, ghl_ms=ghl.ms)
 
 
 def idempotency_key(call_id, tool_name, arguments):
@@ -389,9 +390,10 @@ def _error(code, message, **data):
     return {"error": code, "message": message, **data}
 
 
-def _finish(claimed, record, started, payload, error):
+def _finish(claimed, record, started, payload, error, *, ghl_ms=0.0):
     """Log the invocation (complete the claimed row, or write one) and wrap the answer."""
     finished = {
+        "ghl_ms": ghl_ms,
         "result": payload,
         "status": Status.FAILED if "error" in payload else Status.SUCCEEDED,
         "success": "error" not in payload,

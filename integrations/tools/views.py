@@ -6,6 +6,7 @@ import re
 from django.db import DatabaseError
 from django.http import JsonResponse
 
+from integrations.ghl import reports_ghl_time
 from integrations.models import TOOL_NAME_RE
 from integrations.signatures import retell_signed
 from integrations.tools.service import ToolUnavailable, custom_function_request
@@ -22,6 +23,7 @@ DATABASE_UNAVAILABLE = {
 
 
 @retell_signed
+@reports_ghl_time
 def custom_function(request, tool_name):
     if request.method != "POST":
         return json_error(405, "method_not_allowed", "Custom functions are called with POST.")

@@ -2,7 +2,9 @@
 and the one place concurrency matters: two identical bookings at once must book once."""
 
 import json
+import re
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -49,6 +51,32 @@ def test_the_retell_fixture_request_is_answered(client, ghl, clock, availability
     assert invocation.result == response.json()
     assert invocation.latency_ms is not None and invocation.latency_ms >= 0
     assert invocation.idempotency_key is None  # read-only tools are never deduplicated
+
+
+def test_the_time_spent_on_ghl_is_reported_apart_from_ours(client, ghl, clock, availability):
+    """Server-Timing `ghl;dur=` and ToolInvocation.ghl_ms: what bench/ subtracts to find our overhead."""
+
+    def slow_free_slots(request):
+        time.sleep(0.03)
+        return 200, {}, json.dumps(SLOTS)
+
+    ghl.add_callback("GET", FREE_SLOTS_URL, callback=slow_free_slots)
+
+    response = post_signed(
+        client, "/api/functions/check_availability", fixture_bytes("retell_custom_function")
+    )
+
+    assert response.status_code == 200
+    timing = re.fullmatch(r'ghl;dur=([0-9.]+);desc="GHL, 1 request\(s\)"', response["Server-Timing"])
+    assert timing and float(timing.group(1)) >= 30
+    invocation = ToolInvocation.objects.get()
+    assert 30 <= invocation.ghl_ms <= invocation.latency_ms
+
+
+def test_a_tool_that_needs_no_ghl_reports_zero_ghl_time(client, ghl, clock, availability):
+    response = post_signed(client, "/api/functions/check_availability", b"{not json")
+
+    assert response["Server-Timing"].startswith("ghl;dur=0.00;")
 
 
 def test_args_only_body_works_without_a_call(client, ghl, clock, availability):
