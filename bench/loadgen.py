@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import socket
 import sys
 import threading
@@ -98,6 +99,18 @@ class Ingest(Scenario):
         call_id = f"call_bench_{self.run_tag}_{index}"
         body, headers = self.signed(self.prefix + call_id + self.suffix)
         return body, headers, call_id
+
+
+class BaselineWithBody(Ingest):
+    """The same signed call_ended body to the empty view: the cost of merely receiving it."""
+
+    path = "/bench/baseline"
+
+
+class StoreOnly(Ingest):
+    """The same signed call_ended body, verified and stored as one row: ingestion's ceiling."""
+
+    path = "/bench/store"
 
 
 class Inbound(Scenario):
@@ -190,6 +203,8 @@ class McpToolCall(Scenario):
 SCENARIOS = {
     "baseline": Baseline,
     "ingest": Ingest,
+    "baseline_body": BaselineWithBody,
+    "store_only": StoreOnly,
     "inbound": Inbound,
     "tool": Tool,
     "mcp": McpToolCall,
@@ -212,8 +227,15 @@ def request_bytes(host, port, path, body, headers):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+GHL_TIMING = re.compile(rb"^server-timing:.*?\bghl;dur=([0-9.]+)", re.IGNORECASE | re.MULTILINE)
+
+
 def exchange(host, port, raw, timeout):
-    """(status, body) of one request on its own connection; raises OSError/ValueError on failure."""
+    """(status, body, ghl ms) of one request on its own connection; raises OSError/ValueError on failure.
+
+    `ghl ms` is the time the server says it spent waiting on GHL (its `Server-Timing: ghl;dur=`
+    header, on the live-call endpoints), or None when it did not say.
+    """
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(raw)
         chunks = []
@@ -229,7 +251,8 @@ def exchange(host, port, raw, timeout):
     status = int(head[9:12])
     if b"transfer-encoding: chunked" in head.lower():
         body = dechunk(body)
-    return status, body
+    timing = GHL_TIMING.search(head)
+    return status, body, float(timing.group(1)) if timing else None
 
 
 def dechunk(data):
@@ -250,7 +273,8 @@ class Collector:
     def __init__(self, t0):
         self.t0 = t0
         self.lock = threading.Lock()
-        self.records = []  # [scheduled s, started s, latency ms, status, error or None, tag, answered epoch]
+        # [scheduled s, started s, latency ms, status, error or None, tag, answered epoch, GHL ms or None]
+        self.records = []
 
     def add(self, record):
         with self.lock:
@@ -261,8 +285,9 @@ def one_request(spec, scenario, index, scheduled, collector):
     body, headers, tag = scenario.build(index)
     raw = request_bytes(spec["host"], spec["port"], scenario.path, body, headers)
     started = time.perf_counter()
+    ghl_ms = None
     try:
-        status, answer = exchange(spec["host"], spec["port"], raw, spec["timeout"])
+        status, answer, ghl_ms = exchange(spec["host"], spec["port"], raw, spec["timeout"])
         error = scenario.check(status, answer)
     except (OSError, ValueError) as exc:
         status, error = 0, f"{type(exc).__name__}: {exc}"[:160]
@@ -277,6 +302,7 @@ def one_request(spec, scenario, index, scheduled, collector):
             error,
             tag,
             time.time(),
+            ghl_ms,
         ]
     )
 

@@ -7,7 +7,7 @@ from integrations.mcp.views import mcp_endpoint
 from integrations.outbound.views import ghl_outbound_webhook
 from integrations.tools.views import custom_function
 from retellghl.api import api_not_found
-from retellghl.baseline import baseline
+from retellghl.baseline import baseline, store_only
 from retellghl.health import healthz
 
 # Operators must never mistake the sandbox for their real GHL.
@@ -34,5 +34,8 @@ urlpatterns = [
     re_path(r"^api/(?P<path>.*)$", api_not_found, name="api_not_found"),
 ]
 
-if settings.BENCH_BASELINE_VIEW:  # bench/run.py only: the framework's floor to compare endpoints with
-    urlpatterns.append(path("bench/baseline", baseline, name="bench-baseline"))
+if settings.BENCH_BASELINE_VIEW:  # bench/run.py only: the floors to compare endpoints with
+    urlpatterns += [
+        path("bench/baseline", baseline, name="bench-baseline"),
+        path("bench/store", store_only, name="bench-store"),
+    ]
