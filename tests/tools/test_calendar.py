@@ -92,6 +92,25 @@ def test_availability_in_the_callers_timezone_keeps_ghl_strings(client, ghl, clo
     assert query(ghl.calls[0])["timezone"] == "America/New_York"
 
 
+def test_availability_in_the_contacts_timezone_from_the_call(client, ghl, clock, availability):
+    ghl.get(FREE_SLOTS_URL, json=DECEMBER_SLOTS)
+    variables = {"contact_id": "c_Dana7Lee01", "timezone": "America/Chicago"}
+
+    body = call_tool(
+        client, "check_availability", {"date": "2026-12-08"}, retell_llm_dynamic_variables=variables
+    ).json()
+
+    # No timezone argument and none on the tool: the contact's (a dynamic variable) beats the location's.
+    assert body["timezone"] == "America/Chicago"
+    assert [slot["spoken"] for slot in body["slots"]] == [
+        "Tuesday, December 8 at 11:00 AM",
+        "Tuesday, December 8 at 4:00 PM",
+        "Tuesday, December 8 at 6:00 PM",
+    ]
+    assert query(ghl.calls[0])["timezone"] == "America/Chicago"
+    assert query(ghl.calls[0])["startDate"] == str(epoch_ms("2026-12-08T00:00:00-06:00"))
+
+
 def test_time_of_day_is_the_callers_part_of_the_day(client, ghl, clock, availability):
     ghl.get(FREE_SLOTS_URL, json=DECEMBER_SLOTS)
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from jsonschema import Draft202012Validator
 from pydantic import TypeAdapter
-from retell.types import llm_create_params, llm_response
+from retell.types import llm_create_params, llm_response, llm_update_params
 
 from integrations.models import Agent, ToolDefinition
 from integrations.tools.registry import HANDLERS, get_handler
@@ -122,6 +122,7 @@ def test_export_lists_only_what_the_agent_may_call(agent, location):
 
     tools, err = export("--agent", AGENT_ID, "--wrap")
 
+    assert set(tools) <= set(llm_update_params.LlmUpdateParams.__annotations__)  # the API's own field
     assert [tool["name"] for tool in tools["general_tools"]] == ["check_availability", "lookup_contact"]
     assert err.strip().endswith(f"2 custom function(s) for {AGENT_ID}.")
 
@@ -189,3 +190,26 @@ def test_every_default_schema_is_a_valid_object_schema():
         Draft202012Validator.check_schema(schema)
         assert schema["type"] == "object" and isinstance(schema["properties"], dict), name
         Draft202012Validator.check_schema(spec.config)
+
+
+def test_the_issues_thirteen_handlers_exist_with_typed_bounded_arguments():
+    assert set(HANDLERS) == {
+        "lookup_contact",
+        "upsert_contact",
+        "add_note",
+        "add_tags",
+        "remove_tags",
+        "update_contact_fields",
+        "check_availability",
+        "book_appointment",
+        "reschedule_appointment",
+        "cancel_appointment",
+        "list_contact_appointments",
+        "add_to_workflow",
+        "upsert_opportunity",
+    }
+    for name, spec in HANDLERS.items():
+        for argument, schema in spec.default_schema({}).get("properties", {}).items():
+            assert "type" in schema, (name, argument)
+            if schema["type"] == "string":  # an LLM can send anything: every string is bounded
+                assert {"maxLength", "enum", "format"} & set(schema), (name, argument)
