@@ -158,6 +158,17 @@ def test_list_shows_newest_first_with_every_column(staff_client, agent):
 
 
 @pytest.mark.django_db
+def test_a_call_no_rule_matched_shows_no_rule(staff_client):
+    # Our inbound answer always carries "routing_rule"; null when no rule matched. SQLite reads a JSON
+    # null key as the text 'null': the list must not print "rule: null" for those calls.
+    make_call(1, metadata={"routing_rule": None, "contact_found": False})
+    make_call(2, metadata={"routing_rule": "VIP callers"})
+    html = staff_client.get(LIST).content.decode()
+    assert "rule: VIP callers" in html and "rule: null" not in html and "rule: None" not in html
+    assert listed_ids(staff_client.get(LIST, {"routing_rule": "VIP callers"})) == ["call_0002"]
+
+
+@pytest.mark.django_db
 def test_list_times_are_in_the_operator_timezone(staff_client):
     make_call(1, at=datetime(2026, 12, 3, 20, 5, tzinfo=UTC))
     assert "20:05" in staff_client.get(LIST).content.decode()  # settings.TIME_ZONE (UTC)
