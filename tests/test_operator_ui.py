@@ -564,6 +564,15 @@ def test_call_page_shows_the_routing_decision(staff_client):
         "GHL failed, so the default route answered: GHL timed out" in routing and "default route" in routing
     )
 
+    # Fail-open still applies the rules that need no contact (after hours, block list): say so.
+    night = make_call(3)
+    routing_decision(
+        call=night, ghl_failed=True, lookup="failed", ghl_error="GHL timed out", rule_name="Night"
+    )
+    routing = staff_client.get("/calls/call_0003/").content.decode().split('id="routing"')[1]
+    assert "GHL failed, so only rules that need no contact were tried: GHL timed out" in routing
+    assert "default route answered" not in routing
+
 
 @pytest.mark.django_db
 def test_dashboard_lists_inbound_fallbacks(staff_client):
