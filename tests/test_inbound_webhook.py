@@ -234,6 +234,7 @@ def test_blocked_number_is_rejected(client, ghl, main_number, block_rule, vip_ru
     assert decision.from_number == "+14155550666"  # normalised before matching
 
 
+@pytest.mark.redis  # also in the Redis pass: the contact cache on Redis
 @pytest.mark.django_db
 def test_ghl_hanging_still_yields_a_valid_default_answer_within_the_budget(
     client, settings, main_number, vip_rule, after_hours_rule, frozen_now
@@ -323,6 +324,7 @@ def test_a_location_without_token_fails_open(client, ghl, settings, main_number)
 # --- Cache ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.redis  # also in the Redis pass: the contact cache on Redis
 @pytest.mark.django_db
 @pytest.mark.parametrize("answer, lookup", [(FOUND, "found"), (NONE, "not_found")])
 def test_repeat_callers_are_served_from_the_cache(client, ghl, main_number, answer, lookup):
@@ -336,6 +338,7 @@ def test_repeat_callers_are_served_from_the_cache(client, ghl, main_number, answ
     assert first["dynamic_variables"] == second["dynamic_variables"]
 
 
+@pytest.mark.redis  # also in the Redis pass: the contact cache on Redis
 @pytest.mark.django_db
 def test_cache_is_per_location(client, ghl, main_number):
     other = GhlLocation.objects.create(location_id="loc_Other", name="Other", token="pit-other")
@@ -346,6 +349,7 @@ def test_cache_is_per_location(client, ghl, main_number):
     assert [call.request.url for call in ghl.calls] == [search_url(), search_url("loc_Other")]
 
 
+@pytest.mark.redis  # also in the Redis pass: the contact cache on Redis
 @pytest.mark.django_db
 def test_zero_ttl_disables_the_cache(client, ghl, settings, main_number):
     settings.INBOUND_CONTACT_CACHE_SECONDS = 0
