@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import Avg, BooleanField, Count, F, Max, Q, TextField
+from django.db.models import Avg, BooleanField, Count, F, Max, Q, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Length, TruncDate
+from django.db.models.functions import Cast, Length, NullIf, TruncDate
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -70,11 +70,16 @@ def call_list_queryset(filters):
     calls = (
         Call.objects.select_related("agent")
         .only(*LIST_COLUMNS)
-        .annotate(
-            contact_name=KeyTextTransform(CONTACT_NAME_KEY, "dynamic_variables"),
+        .alias(
             # Cast: compared as plain text on every backend (PostgreSQL drops the no-op cast and
             # still uses the call_routing_rule index on metadata ->> 'routing_rule').
-            routing_rule=Cast(KeyTextTransform(ROUTING_RULE_KEY, "metadata"), TextField()),
+            routing_rule_key=Cast(KeyTextTransform(ROUTING_RULE_KEY, "metadata"), TextField()),
+        )
+        .annotate(
+            contact_name=KeyTextTransform(CONTACT_NAME_KEY, "dynamic_variables"),
+            # Shown in the list. SQLite reads a JSON null as the text 'null', and every inbound call
+            # no rule matched carries "routing_rule": null: show those as no rule, as PostgreSQL does.
+            routing_rule=NullIf(F("routing_rule_key"), Value("null", output_field=TextField())),
         )
         .order_by("-occurred_at", "-id")
     )
@@ -90,7 +95,7 @@ def call_list_queryset(filters):
     elif filters.get("success") == "unknown":
         calls = calls.filter(call_successful__isnull=True)
     if filters.get("routing_rule"):
-        calls = calls.filter(routing_rule=filters["routing_rule"])
+        calls = calls.filter(routing_rule_key=filters["routing_rule"])
     if filters.get("since"):
         calls = calls.filter(occurred_at__gte=filters["since"])
     if filters.get("until"):

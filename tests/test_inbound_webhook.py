@@ -19,7 +19,7 @@ from django.utils import timezone
 from calls.models import Call, RoutingDecision
 from integrations import routing
 from integrations.models import Agent, GhlLocation, PhoneNumber, RoutingRule
-from tests.conftest import fixture_bytes, fixture_json, post_signed
+from tests.conftest import fixture_bytes, fixture_json, post_signed, retell_signature
 
 URL = "/api/webhooks/inbound"
 SEARCH = "https://services.leadconnectorhq.com/contacts/search/duplicate"
@@ -234,6 +234,7 @@ def test_blocked_number_is_rejected(client, ghl, main_number, block_rule, vip_ru
     assert decision.from_number == "+14155550666"  # normalised before matching
 
 
+@pytest.mark.redis  # also in the Redis pass: the contact cache on Redis
 @pytest.mark.django_db
 def test_ghl_hanging_still_yields_a_valid_default_answer_within_the_budget(
     client, settings, main_number, vip_rule, after_hours_rule, frozen_now
@@ -248,7 +249,12 @@ def test_ghl_hanging_still_yields_a_valid_default_answer_within_the_budget(
 
     with responses.RequestsMock() as ghl:
         ghl.add_callback("GET", SEARCH, callback=hung_ghl)
-        response = post_signed(client, URL, inbound())
+        body = json.dumps(inbound()).encode()
+        signature = retell_signature(body)  # before the clock starts: the SDK's first import is slow
+        client.get(URL)  # a 405 that loads the URLconf, as a running server has long done
+        began = time.monotonic()
+        response = client.post(URL, body, content_type="application/json", HTTP_X_RETELL_SIGNATURE=signature)
+        took = time.monotonic() - began
         answered_while_ghl_hung = not release.is_set()
         release.set()
         assert finished.wait(10)  # let the abandoned lookup finish inside the mock
@@ -268,6 +274,10 @@ def test_ghl_hanging_still_yields_a_valid_default_answer_within_the_budget(
     assert decision.ghl_failed and decision.lookup == "failed"
     assert decision.ghl_error == "GHL did not answer within the 400 ms routing budget"
     assert decision.elapsed_ms >= 300  # it waited for GHL until the budget (less our reserve) was spent
+    assert decision.elapsed_ms < 400  # and no longer: the routing itself kept to the budget
+    # The whole request as Retell waits for it (signature check, decision row, response), measured
+    # from outside. The budget already keeps a 100 ms reserve; the margin is for a loaded CI machine.
+    assert took < 0.4 + 0.2, f"answered in {took * 1000:.0f} ms, over the 400 ms budget"
     assert cache.get(key) == {"contact": FOUND["contact"]}
 
 
@@ -314,6 +324,7 @@ def test_a_location_without_token_fails_open(client, ghl, settings, main_number)
 # --- Cache ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.redis  # also in the Redis pass: the contact cache on Redis
 @pytest.mark.django_db
 @pytest.mark.parametrize("answer, lookup", [(FOUND, "found"), (NONE, "not_found")])
 def test_repeat_callers_are_served_from_the_cache(client, ghl, main_number, answer, lookup):
@@ -327,6 +338,7 @@ def test_repeat_callers_are_served_from_the_cache(client, ghl, main_number, answ
     assert first["dynamic_variables"] == second["dynamic_variables"]
 
 
+@pytest.mark.redis  # also in the Redis pass: the contact cache on Redis
 @pytest.mark.django_db
 def test_the_ghl_lookup_time_is_reported_and_a_cached_answer_reports_none(client, ghl, main_number):
     """Server-Timing `ghl;dur=`: the lookup runs in a pool thread, and its time is still counted."""
@@ -354,6 +366,7 @@ def test_cache_is_per_location(client, ghl, main_number):
     assert [call.request.url for call in ghl.calls] == [search_url(), search_url("loc_Other")]
 
 
+@pytest.mark.redis  # also in the Redis pass: the contact cache on Redis
 @pytest.mark.django_db
 def test_zero_ttl_disables_the_cache(client, ghl, settings, main_number):
     settings.INBOUND_CONTACT_CACHE_SECONDS = 0

@@ -158,6 +158,17 @@ def test_list_shows_newest_first_with_every_column(staff_client, agent):
 
 
 @pytest.mark.django_db
+def test_a_call_no_rule_matched_shows_no_rule(staff_client):
+    # Our inbound answer always carries "routing_rule"; null when no rule matched. SQLite reads a JSON
+    # null key as the text 'null': the list must not print "rule: null" for those calls.
+    make_call(1, metadata={"routing_rule": None, "contact_found": False})
+    make_call(2, metadata={"routing_rule": "VIP callers"})
+    html = staff_client.get(LIST).content.decode()
+    assert "rule: VIP callers" in html and "rule: null" not in html and "rule: None" not in html
+    assert listed_ids(staff_client.get(LIST, {"routing_rule": "VIP callers"})) == ["call_0002"]
+
+
+@pytest.mark.django_db
 def test_list_times_are_in_the_operator_timezone(staff_client):
     make_call(1, at=datetime(2026, 12, 3, 20, 5, tzinfo=UTC))
     assert "20:05" in staff_client.get(LIST).content.decode()  # settings.TIME_ZONE (UTC)
@@ -552,6 +563,15 @@ def test_call_page_shows_the_routing_decision(staff_client):
     assert (
         "GHL failed, so the default route answered: GHL timed out" in routing and "default route" in routing
     )
+
+    # Fail-open still applies the rules that need no contact (after hours, block list): say so.
+    night = make_call(3)
+    routing_decision(
+        call=night, ghl_failed=True, lookup="failed", ghl_error="GHL timed out", rule_name="Night"
+    )
+    routing = staff_client.get("/calls/call_0003/").content.decode().split('id="routing"')[1]
+    assert "GHL failed, so only rules that need no contact were tried: GHL timed out" in routing
+    assert "default route answered" not in routing
 
 
 @pytest.mark.django_db
