@@ -382,6 +382,8 @@ def base_variables(contact, *, caller, contact_known):
         "last_name": as_variable(last),
         "email": as_variable(contact.get("email")),
         "contact_tags": as_variable(contact.get("tags") or []),
+        # The contact's own IANA zone in GHL: in-call tools speak slot times in it (else the location's).
+        "timezone": as_variable(contact.get("timezone")),
         "caller_number": caller or "",
         "contact_found": found,
     }

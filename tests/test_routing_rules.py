@@ -259,6 +259,7 @@ def test_base_variables_carry_the_contact():
         "last_name": "Lee",
         "email": "dana.lee@example.com",
         "contact_tags": "patient, vip",
+        "timezone": "",
         "caller_number": CALLER,
         "contact_found": "true",
     }
@@ -272,6 +273,7 @@ def test_base_variables_for_an_unknown_caller_are_empty_strings():
         "last_name": "",
         "email": "",
         "contact_tags": "",
+        "timezone": "",
         "caller_number": CALLER,
         "contact_found": "false",
     }
