@@ -1,6 +1,16 @@
 """The foundation: settings, encrypted tokens, default location, admin and the health endpoint."""
 
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import responses
+from django.apps import apps
+from django.contrib import admin
 from django.db import connection
 from django.urls import reverse
 
@@ -163,3 +173,97 @@ def test_healthz_answers_other_methods_with_a_json_405_not_a_csrf_page(client, m
 def test_unknown_api_urls_are_a_json_404(client, url):
     response = client.post(url, data=b"{}", content_type="application/json")
     assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+# --- settings: .env.example and production checks ----------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_env_example_documents_every_variable_the_settings_read():
+    read = set(
+        re.findall(r'\benv(?:\.\w+)?\(\s*"([A-Z][A-Z0-9_]*)"', (ROOT / "retellghl/settings.py").read_text())
+    )
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
+    assert {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "RETELL_API_KEY", "GHL_API_TOKEN"} <= read
+    assert read - documented == set()
+
+
+def manage(*args, **env):
+    """Run manage.py on the production settings in a fresh process: settings read the environment once,
+    at import, and this test process carries settings_test's variables. Only `env` (and PATH) is set."""
+    environment = {"PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "retellghl.settings", **env}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_settings_pass_check_deploy(tmp_path):
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DEBUG="false",
+        ALLOWED_HOSTS="example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_without_secret_key_refuses_to_start(tmp_path):
+    result = manage(
+        "check", SECRET_KEY="", DEBUG="false", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+# --- admin: every model, browsable and searchable --------------------------------------------------
+
+
+def _our_models():
+    return [model for label in ("integrations", "calls") for model in apps.get_app_config(label).get_models()]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", _our_models(), ids=lambda model: model._meta.label)
+def test_every_model_is_registered_in_the_admin_with_search(admin_client, model):
+    model_admin = admin.site._registry.get(model)
+    assert model_admin is not None, f"{model._meta.label} is not registered in the admin"
+    assert model_admin.search_fields, f"{model._meta.label} has no search_fields"
+    changelist = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    assert admin_client.get(changelist).status_code == 200
+    assert admin_client.get(changelist, {"q": "c_Dana7Lee01 +14155550123"}).status_code == 200
+
+
+# --- a missing GHL token: a clear failure on the outbox task, never a traceback ------------------
+
+
+@pytest.mark.django_db
+def test_post_call_sync_without_a_ghl_token_fails_clearly(client, agent, settings):
+    from calls import outbox
+    from calls.models import Call, CallEvent, GhlSyncTask
+    from calls.pipeline import process_call_event
+    from tests.conftest import fixture_bytes, post_signed
+
+    settings.GHL_API_TOKEN = ""  # the agent's location (GHL_LOCATION_ID) has no token stored either
+    with responses.RequestsMock() as ghl:  # nothing may be sent to GHL
+        response = post_signed(client, "/api/webhooks/retell", fixture_bytes("retell_call_ended"))
+        assert response.status_code == 204 and response.content == b""
+        for event_id in CallEvent.objects.values_list("pk", flat=True):
+            process_call_event(event_id)
+        outbox.run_due_tasks()
+        assert len(ghl.calls) == 0
+
+    task = GhlSyncTask.objects.get(kind="note")
+    assert task.status == "failed"
+    assert task.last_error == "GHL token is not configured for location loc_BrightDental1"
+    assert Call.objects.get().ghl_sync_status == "failed"

@@ -881,9 +881,13 @@ def test_retry_picks_up_a_request_stuck_dialing_and_keeps_its_idempotency_key(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("echoed", [True, False], ids=["variables-echoed", "nothing-echoed"])
 def test_call_ended_webhook_writes_its_note_to_the_contact_from_the_campaign_payload(
-    client, campaign, mocked, django_capture_on_commit_callbacks
+    client, campaign, mocked, django_capture_on_commit_callbacks, echoed
 ):
+    """Retell echoes the call's dynamic variables and metadata on its webhooks; even when a webhook
+    carries neither, the Call row recorded at dial time links the note to the campaign's contact (no
+    phone lookup: none is mocked, so one would leave the note unwritten)."""
     from tests.conftest import post_signed
 
     ok(mocked)
@@ -892,13 +896,16 @@ def test_call_ended_webhook_writes_its_note_to_the_contact_from_the_campaign_pay
 
     ended = fixture_json("retell_call_ended")
     ended["call"].update(
-        call_id=call_id,
-        direction="outbound",
-        from_number="+14155550100",
-        to_number="+14155550142",
-        retell_llm_dynamic_variables=registered_call()["retell_llm_dynamic_variables"],
-        metadata=registered_call()["metadata"],
+        call_id=call_id, direction="outbound", from_number="+14155550100", to_number="+14155550142"
     )
+    if echoed:
+        ended["call"].update(
+            retell_llm_dynamic_variables=registered_call()["retell_llm_dynamic_variables"],
+            metadata=registered_call()["metadata"],
+        )
+    else:
+        ended["call"].pop("retell_llm_dynamic_variables", None)
+        ended["call"].pop("metadata", None)
     ghl = "https://services.leadconnectorhq.com"
     mocked.get(f"{ghl}/contacts/c_NewLead042", json=fixture_json("ghl_contact"))
     mocked.post(f"{ghl}/contacts/c_NewLead042/notes", json=fixture_json("ghl_note_created"), status=201)
