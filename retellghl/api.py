@@ -6,6 +6,7 @@ import json
 import re
 
 from django.http import JsonResponse
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.views import exception_handler
 
@@ -19,6 +20,14 @@ def json_error(status, error, message, **extra):
 def api_not_found(request, path=""):
     """Anything under /api/ that no endpoint serves: a JSON 404 like every other API error."""
     return json_error(404, "not_found", f"No API endpoint at {request.path[:200]!r}.")
+
+
+def server_error(request):
+    """handler500: an unexpected crash under /api/ still answers our JSON error shape (and never a
+    traceback); pages for people keep Django's plain error page. The exception is logged by Django."""
+    if request.path.startswith("/api/"):
+        return json_error(500, "server_error", "Something went wrong on our side; it has been logged.")
+    return defaults.server_error(request)
 
 
 def json_exception_handler(exc, context):

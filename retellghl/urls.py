@@ -15,6 +15,8 @@ admin.site.site_header = "retellghl · GHL sandbox" if settings.GHL_SANDBOX else
 admin.site.site_title = "retellghl admin"
 admin.site.index_title = "Retell ↔ GoHighLevel"
 
+handler500 = "retellghl.api.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import responses
+from cryptography.fernet import Fernet
 from django.apps import apps
 from django.contrib import admin
 from django.db import connection
@@ -210,12 +211,28 @@ def test_production_settings_pass_check_deploy(tmp_path):
         "--fail-level",
         "WARNING",
         SECRET_KEY=secrets.token_urlsafe(50),
+        FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         DEBUG="false",
         ALLOWED_HOSTS="example.com",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("key, check", [("", "retellghl.W001"), ("not-a-key", "retellghl.W002")])
+def test_check_deploy_warns_about_a_missing_or_bad_encryption_key(tmp_path, key, check):
+    result = manage(
+        "check",
+        "--deploy",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        FIELD_ENCRYPTION_KEY=key,
+        DEBUG="false",
+        ALLOWED_HOSTS="example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    assert result.returncode == 0  # a warning: the server still starts
+    assert check in result.stderr + result.stdout
 
 
 def test_production_without_secret_key_refuses_to_start(tmp_path):
@@ -267,3 +284,26 @@ def test_post_call_sync_without_a_ghl_token_fails_clearly(client, agent, setting
     assert task.status == "failed"
     assert task.last_error == "GHL token is not configured for location loc_BrightDental1"
     assert Call.objects.get().ghl_sync_status == "failed"
+
+
+# --- an unexpected crash --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_unexpected_crash_under_api_answers_json_without_a_traceback(client, monkeypatch):
+    from tests.conftest import fixture_bytes, post_signed
+
+    def crash(raw_body):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("calls.views.ingest_retell_event", crash)
+    client.raise_request_exception = False
+
+    response = post_signed(client, "/api/webhooks/retell", fixture_bytes("retell_call_ended"))
+
+    assert response.status_code == 500  # a 5xx: Retell retries a delivery we could not store
+    assert response.json() == {
+        "error": "server_error",
+        "message": "Something went wrong on our side; it has been logged.",
+    }
+    assert b"secret internals" not in response.content
