@@ -588,7 +588,7 @@ def list_contact_appointments(client, args, config, context):
         "required": ["new_start_time"],
     },
     config=_config(
-        _pick(CONFIG_PROPERTIES, "calendar_id", "timezone", "slots_to_offer", "search_ahead_days")
+        _pick(CONFIG_PROPERTIES, "calendar_id", "timezone", "slots_to_offer", "search_ahead_days", "user_id")
     ),
     side_effect=True,
     subject=SUBJECT,
@@ -622,7 +622,11 @@ def reschedule_appointment(client, args, config, context):
     calendar_id = event.get("calendarId") or calendar_for(config, context)
     day = wanted.astimezone(zone).date()
     ahead = config.get("search_ahead_days", DEFAULT_SEARCH_AHEAD_DAYS)
-    slots = fetch_slots(client, calendar_id, zone, day, day + timedelta(days=ahead), not_before=current)
+    # On a team calendar the new time must be free for whoever holds the appointment, as when booking.
+    user_id = event.get("assignedUserId") or config.get("user_id") or None
+    slots = fetch_slots(
+        client, calendar_id, zone, day, day + timedelta(days=ahead), not_before=current, user_id=user_id
+    )
     slot = next((slot for slot in slots if slot.moment == wanted), None)
     if slot is None:
         raise _slot_unavailable(slots, wanted, config, today)

@@ -1,6 +1,7 @@
 """Calendar tools through the custom-function endpoint: availability wording across timezones and DST,
 booking against a re-checked slot, alternatives when it is taken, rescheduling and cancelling."""
 
+import copy
 from datetime import UTC, datetime
 
 import pytest
@@ -559,6 +560,20 @@ def test_reschedule_keeps_the_length_and_rechecks_the_slot(client, ghl, clock, l
         "startTime": "2026-12-08T16:00:00-08:00",
         "endTime": "2026-12-08T16:45:00-08:00",
     }
+
+
+def test_reschedule_checks_the_slot_for_the_user_who_holds_the_appointment(client, ghl, clock, location):
+    make_tool("reschedule_appointment", config={"user_id": "u_Configured"})
+    events = copy.deepcopy(DANA_EVENTS)
+    events["events"][1]["assignedUserId"] = "u_Hygienist7"
+    ghl.get(DANA_APPOINTMENTS_URL, json=events)
+    ghl.get(FREE_SLOTS_URL, json=DECEMBER_SLOTS)
+    ghl.put(f"{APPOINTMENTS_URL}/a_Next", json={"id": "a_Next"})
+
+    call_tool(client, "reschedule_appointment", {"new_start_time": "2026-12-08T16:00:00-08:00"})
+
+    (slots_request,) = [call for call in ghl.calls if "free-slots" in call.request.url]
+    assert query(slots_request)["userId"] == "u_Hygienist7"
 
 
 def test_cancel_the_only_upcoming_appointment(client, ghl, clock, location):
