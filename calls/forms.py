@@ -16,6 +16,24 @@ class AgentChoiceField(forms.ModelChoiceField):
         return obj.name  # only the name is loaded (Agent.__str__ would fetch the id per option)
 
 
+class RoutingRuleInput(forms.TextInput):
+    """Free text (a call keeps the name its rule had then, even if the rule was renamed since),
+    suggesting today's rule names from a <datalist>."""
+
+    def __init__(self, attrs=None):
+        super().__init__({"placeholder": "Routing rule", "list": "routing-rule-names", **(attrs or {})})
+
+    def render(self, name, value, attrs=None, renderer=None):
+        from django.utils.html import format_html, format_html_join
+
+        from integrations.models import RoutingRule
+
+        names = RoutingRule.objects.order_by("priority", "name").values_list("name", flat=True)
+        options = format_html_join("", '<option value="{}">', ((rule,) for rule in names))
+        field = super().render(name, value, attrs, renderer)
+        return format_html('{}<datalist id="routing-rule-names">{}</datalist>', field, options)
+
+
 class CallFilterForm(forms.Form):
     """The call list's filters, read from the query string. Invalid values are reported and ignored."""
 
@@ -48,9 +66,7 @@ class CallFilterForm(forms.Form):
     sync = forms.ChoiceField(
         label="GHL sync", choices=[("", "Any sync state"), *Call.SyncStatus.choices], required=False
     )
-    routing_rule = forms.CharField(
-        required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "Routing rule"})
-    )
+    routing_rule = forms.CharField(required=False, max_length=200, widget=RoutingRuleInput)
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 

@@ -352,16 +352,27 @@ def many_calls(agent, count, start=1):
 
 @pytest.mark.django_db
 def test_list_query_count_does_not_grow_with_rows(staff_client, agent, django_assert_max_num_queries):
-    # session, user, the chosen agent, the page, the bounded count, the agents for the <select>
+    # session, user, the chosen agent, the page, the bounded count, the agents for the <select>, the
+    # rule names suggested for the routing rule filter
     many_calls(agent, 3)
     for n in range(5):
         Agent.objects.create(retell_agent_id=f"agent_{n}", name=f"Agent {n}")
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         assert staff_client.get(LIST, {"agent": agent.pk}).status_code == 200
     many_calls(agent, 60, start=100)
-    with django_assert_max_num_queries(6):  # a search adds one: does the text name a call exactly?
+    with django_assert_max_num_queries(7):  # a search adds one: does the text name a call exactly?
         response = staff_client.get(LIST, {"q": "caller", "sync": "synced"})
     assert len(listed_ids(response)) == selectors.PAGE_SIZE
+
+
+@pytest.mark.django_db
+def test_the_routing_rule_filter_suggests_todays_rule_names(staff_client):
+    from integrations.models import RoutingRule
+
+    RoutingRule.objects.create(name="VIP <callers>", priority=5)
+    html = staff_client.get(LIST).content.decode()
+    assert 'list="routing-rule-names"' in html
+    assert '<datalist id="routing-rule-names"><option value="VIP &lt;callers&gt;"></datalist>' in html
 
 
 @pytest.mark.django_db
