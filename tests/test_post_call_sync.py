@@ -430,3 +430,23 @@ def test_call_events_link_the_inbound_routing_decision_and_reuse_its_contact(cli
     assert decision.call == call and call.ghl_contact_id == DANA
     assert ghl.count("GET", r"/contacts/search/duplicate") == lookups  # no second lookup after the call
     assert len(ghl.notes_for(DANA)) == 1
+
+
+@pytest.mark.django_db
+def test_an_event_whose_queue_hand_off_was_lost_is_processed_by_the_sweeper(client, ghl, agent):
+    """The delivery is stored but its processing never ran (the broker was down at commit, or a worker
+    died mid-task: django-q2 re-runs nothing, max_attempts=1). Retell's retry is a duplicate and is not
+    queued again, so only the sweeper can still bring the note to GHL."""
+    post_signed(client, URL, fixture_bytes("retell_call_ended"))  # on_commit never runs in this test
+    post_signed(client, URL, fixture_bytes("retell_call_ended"))  # Retell's retry: a duplicate
+    event = CallEvent.objects.get()
+    assert event.status == "received" and event.delivery_count == 2
+    received = event.received_at
+
+    outbox.run_due_tasks(now=received + timedelta(minutes=1))  # maybe still queued: leave it alone
+    assert CallEvent.objects.get().status == "received" and ghl.notes == {}
+
+    outbox.run_due_tasks(now=received + timedelta(minutes=15))
+    assert CallEvent.objects.get().status == "processed"
+    outbox.run_due_tasks(now=received + timedelta(minutes=15))
+    assert len(ghl.notes_for(DANA)) == 1 and Call.objects.get().ghl_sync_status == "synced"
