@@ -135,7 +135,8 @@ def test_429_then_success_waits_as_ghl_asked_and_writes_once(client, ghl, agent)
         headers={
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Max": "100",
-            "X-RateLimit-Interval-Milliseconds": "10000",
+            # Longer than our own first backoff (30 s ±20%), so only honouring it passes.
+            "X-RateLimit-Interval-Milliseconds": "120000",
         },
     )
     now = timezone.now()
@@ -143,10 +144,10 @@ def test_429_then_success_waits_as_ghl_asked_and_writes_once(client, ghl, agent)
     task = GhlSyncTask.objects.get(kind="note")
     assert task.status == "pending" and task.attempts == 1
     assert "429" in task.last_error
-    assert task.next_attempt_at >= now + timedelta(seconds=10)
+    assert task.next_attempt_at >= now + timedelta(seconds=120)
     assert Call.objects.get().ghl_sync_status == "pending"
 
-    assert outbox.run_due_tasks(now=now + timedelta(seconds=5)) == 0  # not due yet
+    assert outbox.run_due_tasks(now=now + timedelta(seconds=100)) == 0  # not due yet
     outbox.run_due_tasks(now=now + timedelta(minutes=2))
     task.refresh_from_db()
     assert task.status == "done" and task.attempts == 2 and task.last_error == ""
