@@ -137,8 +137,12 @@ def _record_failure(task, exc, *, now):
 
 
 def run_due_tasks(*, now=None, limit=500):
-    """The sweeper (scheduled every minute): run tasks whose backoff has passed, revive dead claims."""
+    """The sweeper (scheduled every minute): run tasks whose backoff has passed, revive dead claims,
+    and process call events whose queue hand-off was lost."""
+    from calls.pipeline import process_stalled_events  # imported late (cycle)
+
     now = now or timezone.now()
+    process_stalled_events(now=now)
     GhlSyncTask.objects.filter(status=GhlSyncTask.Status.RUNNING, claimed_at__lt=now - STALE_CLAIM).update(
         status=GhlSyncTask.Status.PENDING, claimed_at=None, next_attempt_at=now
     )

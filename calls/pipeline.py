@@ -10,6 +10,7 @@ import hashlib
 import logging
 import threading
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -29,6 +30,9 @@ OUTCOME_TAGS = {True: "call-successful", False: "call-failed"}
 # stands for the call_ended / call_analyzed deliveries we missed (see `events_of`).
 RECONCILED_EVENT = "reconciled"
 FINAL_STATUSES = ("ended", "not_connected", "error")
+# An event still "received" this long after it arrived lost its queue hand-off (see process_stalled_events).
+STALLED_AFTER = timedelta(minutes=10)
+STALLED_WINDOW = timedelta(days=1)  # older ones are left to `backfill_ghl_notes` (keeps the query cheap)
 
 
 class NoContact(Exception):
@@ -64,6 +68,28 @@ def process_call_event(event_id, *, now=None):
     tasks = ensure_call_tasks(call, list(kinds), now=now)
     _finish_event(event, CallEvent.Status.PROCESSED, "", now)
     return tasks
+
+
+def process_stalled_events(*, now, limit=500):
+    """Process events stored but never processed; run by the outbox sweeper every minute.
+
+    An event's processing can be lost after its delivery was acknowledged: the broker was down at
+    commit, or a worker died mid-task (django-q2 re-runs nothing: max_attempts=1). Retell's retry is
+    then a duplicate and is not queued again, so without this the call would never reach GHL.
+    Processing twice is harmless (tasks are per call and kind and remember what they did), and
+    STALLED_AFTER leaves events that are merely waiting in a busy queue to the workers.
+    """
+    stalled = CallEvent.objects.filter(
+        status=CallEvent.Status.RECEIVED,
+        received_at__gte=now - STALLED_WINDOW,
+        received_at__lt=now - STALLED_AFTER,
+    )
+    for event_id in stalled.order_by("pk").values_list("pk", flat=True)[:limit]:
+        try:
+            process_call_event(event_id, now=now)
+        except Exception as exc:  # do not retry a broken event every minute: show it in the admin
+            log.exception("stalled call event %s could not be processed", event_id)
+            _finish_event(CallEvent(pk=event_id), CallEvent.Status.FAILED, str(exc)[:2000], now)
 
 
 def events_of(event):

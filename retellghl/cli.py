@@ -58,6 +58,17 @@ def until_option(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def positive_int(text):
+    """argparse `type=` for counts such as --limit: 0 or less would silently mean "no limit"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def format_seconds(seconds):
     seconds = max(0, round(seconds))
     if seconds < 60:

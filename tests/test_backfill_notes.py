@@ -69,6 +69,7 @@ def run_failing(*args):
     out = io.StringIO()
     with pytest.raises(CommandError) as error:
         call_command("backfill_ghl_notes", *args, stdout=out)
+    assert error.value.returncode == 1  # the exit status of `manage.py backfill_ghl_notes`
     return out.getvalue(), str(error.value)
 
 
@@ -112,6 +113,36 @@ def test_selection_filters(agent, location):
         planned(agent_ids=["agent_nope"])
     with pytest.raises(SelectionError, match='unknown location "loc_nope"'):
         planned(location_ids=["loc_nope"])
+
+
+@pytest.mark.django_db
+def test_the_command_options_reach_the_selection(ghl, agent):
+    other = GhlLocation.objects.create(location_id="loc_Other", name="Other", token="pit-other")
+    calls = [stored_call(n, started=DAY + timedelta(days=n)) for n in range(1, 5)]  # Dec 4, 5, 6, 7
+
+    def selected(*options):
+        last = run("--dry-run", *options).splitlines()[-1]
+        return int(last.removeprefix("Backfill GHL notes (dry run): ").split(" ")[0])
+
+    assert selected() == 4
+    assert selected("--since", "2026-12-05") == 3
+    assert selected("--until", "2026-12-05") == 2  # a date includes that day
+    assert selected("--since", "2026-12-05", "--until", "2026-12-05T23:59:59+00:00") == 1
+    assert selected("--call-id", calls[0].call_id, "--call-id", calls[2].call_id) == 2
+    assert selected("--agent", AGENT_ID) == 4
+    assert selected("--location", other.location_id) == 0
+    assert selected("--location", "loc_BrightDental1", "--limit", "3") == 3
+    with pytest.raises(CommandError, match="--limit: must be at least 1"):
+        run("--limit", "0")  # not "no limit"
+    assert ghl.requests == [] and not GhlSyncTask.objects.exists()
+
+
+@pytest.mark.django_db
+def test_progress_lines_when_not_a_terminal(ghl, agent):
+    [stored_call(n) for n in range(1, 4)]
+    lines = run("--sync").splitlines()
+    assert lines[0].startswith("Backfill GHL notes: 1/3  33%")
+    assert lines[-2].startswith("Backfill GHL notes: 3/3  100%") and lines[-1].endswith("0 failed.")
 
 
 @pytest.mark.django_db
@@ -311,10 +342,11 @@ def test_ctrl_c_mid_run_then_a_rerun_finishes_without_duplicates(ghl, agent):
     restore = interrupt_on_note_post(2)
     try:
         out = io.StringIO()
-        with pytest.raises(CommandError, match="interrupted"):
+        with pytest.raises(CommandError, match="interrupted") as error:
             call_command("backfill_ghl_notes", "--sync", stdout=out)
     finally:
         restore()
+    assert error.value.returncode == 130  # the shell's status for Ctrl-C
     assert "Interrupted: re-run the same command to resume" in out.getvalue()
     assert len(ghl.notes) == 2  # the second note reached GHL, its answer never came back
     interrupted = note_task(calls[1])

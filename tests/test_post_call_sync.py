@@ -135,7 +135,8 @@ def test_429_then_success_waits_as_ghl_asked_and_writes_once(client, ghl, agent)
         headers={
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Max": "100",
-            "X-RateLimit-Interval-Milliseconds": "10000",
+            # Longer than our own first backoff (30 s ±20%), so only honouring it passes.
+            "X-RateLimit-Interval-Milliseconds": "120000",
         },
     )
     now = timezone.now()
@@ -143,10 +144,10 @@ def test_429_then_success_waits_as_ghl_asked_and_writes_once(client, ghl, agent)
     task = GhlSyncTask.objects.get(kind="note")
     assert task.status == "pending" and task.attempts == 1
     assert "429" in task.last_error
-    assert task.next_attempt_at >= now + timedelta(seconds=10)
+    assert task.next_attempt_at >= now + timedelta(seconds=120)
     assert Call.objects.get().ghl_sync_status == "pending"
 
-    assert outbox.run_due_tasks(now=now + timedelta(seconds=5)) == 0  # not due yet
+    assert outbox.run_due_tasks(now=now + timedelta(seconds=100)) == 0  # not due yet
     outbox.run_due_tasks(now=now + timedelta(minutes=2))
     task.refresh_from_db()
     assert task.status == "done" and task.attempts == 2 and task.last_error == ""
@@ -430,3 +431,23 @@ def test_call_events_link_the_inbound_routing_decision_and_reuse_its_contact(cli
     assert decision.call == call and call.ghl_contact_id == DANA
     assert ghl.count("GET", r"/contacts/search/duplicate") == lookups  # no second lookup after the call
     assert len(ghl.notes_for(DANA)) == 1
+
+
+@pytest.mark.django_db
+def test_an_event_whose_queue_hand_off_was_lost_is_processed_by_the_sweeper(client, ghl, agent):
+    """The delivery is stored but its processing never ran (the broker was down at commit, or a worker
+    died mid-task: django-q2 re-runs nothing, max_attempts=1). Retell's retry is a duplicate and is not
+    queued again, so only the sweeper can still bring the note to GHL."""
+    post_signed(client, URL, fixture_bytes("retell_call_ended"))  # on_commit never runs in this test
+    post_signed(client, URL, fixture_bytes("retell_call_ended"))  # Retell's retry: a duplicate
+    event = CallEvent.objects.get()
+    assert event.status == "received" and event.delivery_count == 2
+    received = event.received_at
+
+    outbox.run_due_tasks(now=received + timedelta(minutes=1))  # maybe still queued: leave it alone
+    assert CallEvent.objects.get().status == "received" and ghl.notes == {}
+
+    outbox.run_due_tasks(now=received + timedelta(minutes=15))
+    assert CallEvent.objects.get().status == "processed"
+    outbox.run_due_tasks(now=received + timedelta(minutes=15))
+    assert len(ghl.notes_for(DANA)) == 1 and Call.objects.get().ghl_sync_status == "synced"

@@ -149,6 +149,32 @@ def test_a_rerun_fetches_nothing(retell, agent):
 
 
 @pytest.mark.django_db
+def test_ctrl_c_mid_fetch_exits_130_and_a_rerun_fetches_only_the_rest(retell, agent):
+    calls = [call_object(f"call_missed_{n}") for n in range(3)]
+    list_page(retell, [list_item(call) for call in calls])
+    get_call(retell, calls[0])
+
+    def interrupt(request):
+        raise KeyboardInterrupt
+
+    retell.add_callback("GET", f"{settings.RETELL_BASE_URL}/v2/get-call/call_missed_1", callback=interrupt)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="interrupted") as error:
+        call_command("sync_retell_calls", "--since", "2026-12-03", "--until", "2026-12-03", stdout=out)
+    assert error.value.returncode == 130
+    assert out.getvalue().splitlines()[-1].endswith("; interrupted.")
+    assert list(Call.objects.values_list("call_id", flat=True)) == ["call_missed_0"]
+
+    retell.replace("GET", f"{settings.RETELL_BASE_URL}/v2/get-call/call_missed_1", json=calls[1])
+    list_page(retell, [list_item(call) for call in calls])
+    get_call(retell, calls[2])
+    output = run()
+    assert "3 listed: 2 fetched (2 new, 0 incomplete), 1 up to date" in output
+    assert len(sent(retell, "GET", "/v2/get-call/call_missed_0")) == 1
+    assert Call.objects.count() == 3 and GhlSyncTask.objects.filter(kind="note").count() == 3
+
+
+@pytest.mark.django_db
 def test_a_call_without_transcript_is_fetched_once(retell, agent):
     no_answer = call_object("call_no_answer", analysed=False, call_status="not_connected", transcript="")
     for key in TRANSCRIPTS[1:]:

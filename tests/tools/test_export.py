@@ -138,6 +138,20 @@ def test_export_for_an_agent_we_do_not_know(location):
     assert "not an https URL Retell can reach" in err
 
 
+def test_output_option_writes_the_file_like_export_config(agent, location, tmp_path):
+    make_tool("check_availability")
+    path = tmp_path / "tools.json"
+    out = StringIO()
+
+    call_command("export_retell_tools", "--agent", AGENT_ID, "--wrap", "-o", str(path), stdout=out)
+
+    assert out.getvalue() == f"Exported 1 custom function(s) for {AGENT_ID} to {path}.\n"
+    assert (
+        json.loads(path.read_text())["general_tools"]
+        == export("--agent", AGENT_ID, "--wrap")[0]["general_tools"]
+    )
+
+
 # --- What a definition may be --------------------------------------------------------------------
 
 

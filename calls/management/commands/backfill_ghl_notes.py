@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from calls.backfill import NoteBackfill, NoteSelection, SelectionError, plan_notes
-from retellghl.cli import since_option, until_option
+from retellghl.cli import positive_int, since_option, until_option
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
             action="store_true",
             help="also rewrite notes already written (updated in place)",
         )
-        parser.add_argument("--limit", type=int, help="at most this many calls")
+        parser.add_argument("--limit", type=positive_int, help="at most this many calls")
         parser.add_argument(
             "--dry-run", action="store_true", help="show what would be written; touch nothing"
         )

@@ -1,9 +1,10 @@
 """Print the Retell custom-function JSON for an agent's tools, ready to paste into its LLM config."""
 
 import json
+from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from integrations.models import Agent
 from integrations.tools.retell_export import custom_functions_for_agent
@@ -19,10 +20,13 @@ class Command(BaseCommand):
         parser.add_argument("--agent", required=True, help="Retell agent id (agent_...)")
         parser.add_argument("--base-url", help="Public URL Retell calls (default: PUBLIC_BASE_URL)")
         parser.add_argument(
+            "-o", "--output", help="file to write (default: standard output), as export_config"
+        )
+        parser.add_argument(
             "--wrap", action="store_true", help='Print {"general_tools": [...]} for the update-retell-llm API'
         )
 
-    def handle(self, *args, agent, base_url=None, wrap=False, **options):
+    def handle(self, *args, agent, base_url=None, wrap=False, output=None, **options):
         base_url = (base_url or settings.PUBLIC_BASE_URL).rstrip("/")
         if not Agent.objects.filter(retell_agent_id=agent).exists():
             self.stderr.write(f"Note: no agent {agent} in the admin; listing the tools open to every agent.")
@@ -31,6 +35,13 @@ class Command(BaseCommand):
                 f"Warning: {base_url} is not an https URL Retell can reach (set PUBLIC_BASE_URL)."
             )
         tools = custom_functions_for_agent(agent, base_url)
-        output = {"general_tools": tools} if wrap else tools
-        self.stdout.write(json.dumps(output, indent=2, ensure_ascii=False))
+        text = json.dumps({"general_tools": tools} if wrap else tools, indent=2, ensure_ascii=False)
+        if output and output != "-":
+            try:
+                Path(output).write_text(text + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"cannot write {output}: {exc}") from None
+            self.stdout.write(f"Exported {len(tools)} custom function(s) for {agent} to {output}.")
+            return
+        self.stdout.write(text)
         self.stderr.write(f"{len(tools)} custom function(s) for {agent}.")
