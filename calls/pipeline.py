@@ -48,8 +48,11 @@ def enqueue_event_processing(event):
     """
     from retellghl.queue import enqueue
 
+    # robust: the event is committed by now, so a broker outage (Redis down) must not turn the answer
+    # into a 5xx; the error is logged and process_stalled_events picks the event up later.
     transaction.on_commit(
-        lambda: enqueue("calls.pipeline.process_call_event", event.pk, group="events", save=False)
+        lambda: enqueue("calls.pipeline.process_call_event", event.pk, group="events", save=False),
+        robust=True,
     )
 
 

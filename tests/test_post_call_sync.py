@@ -451,3 +451,21 @@ def test_an_event_whose_queue_hand_off_was_lost_is_processed_by_the_sweeper(clie
     assert CallEvent.objects.get().status == "processed"
     outbox.run_due_tasks(now=received + timedelta(minutes=15))
     assert len(ghl.notes_for(DANA)) == 1 and Call.objects.get().ghl_sync_status == "synced"
+
+
+@pytest.mark.django_db
+def test_a_broker_outage_after_commit_still_acknowledges_the_stored_event(
+    client, ghl, agent, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The event is committed before the hand-off: a 5xx now would only make Retell resend a duplicate.
+    The answer is 204 and the event waits, 'received', for the sweeper."""
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr("retellghl.queue.enqueue", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_signed(client, URL, fixture_bytes("retell_call_ended"))
+
+    assert response.status_code == 204
+    assert CallEvent.objects.get().status == "received"
