@@ -180,9 +180,20 @@ def retry_tasks(queryset, *, now):
 
 
 def refresh_call_sync_status(call_pk):
-    """Derive Call.ghl_sync_status from its tasks: failed > pending > no contact > synced."""
+    """Derive Call.ghl_sync_status from its tasks: failed > pending > no contact > synced.
+
+    Two workers finishing a call's tasks at once both refresh it: each locks the call row before
+    reading the tasks, so the last writer has read every finished task (without the lock, a read from
+    before the other task finished could be written last, leaving a synced call "pending" for good).
+    """
     if call_pk is None:
         return
+    with transaction.atomic():
+        if Call.objects.select_for_update().filter(pk=call_pk).exists():
+            _refresh_call_sync_status(call_pk)
+
+
+def _refresh_call_sync_status(call_pk):
     tasks = list(GhlSyncTask.objects.filter(call_id=call_pk).values_list("status", "payload", "last_error"))
     if not tasks:
         return

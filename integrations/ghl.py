@@ -5,10 +5,16 @@ One `GhlClient` per location (a GHL token is scoped to one sub-account). Every r
 rate-limit headers and turns failures into the typed errors of `integrations.errors`. The client
 never retries: callers (the outbox) decide when to try again, guided by the error type and
 `retry_after`.
+
+Rate limits are GHL's, per location, so every process sees the same budget in the headers. What one
+client learns from them (the burst window is spent, on a 2xx or a 429) is shared through Django's cache under
+`ghl-rate-pause:<location>` (Redis when `REDIS_URL` is set: every web and worker process; otherwise
+per process): throttled (background) clients wait it out before their next request, live ones don't.
 """
 
 import contextvars
 import functools
+import logging
 import re
 import time
 from contextlib import contextmanager
@@ -19,6 +25,7 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 
 from integrations.errors import (
     DuplicateContact,
@@ -31,6 +38,7 @@ from integrations.errors import (
 from integrations.phones import to_e164
 
 VENDOR = "GHL"
+log = logging.getLogger(__name__)
 
 # GHL versions its API per endpoint group through the `Version` header. A missing or wrong Version
 # answers 401, which reads like a bad token, so every call names its group's version explicitly.
@@ -38,6 +46,9 @@ CONTACTS_API = "2021-07-28"  # contacts, notes, tags, workflows, opportunities
 CALENDARS_API = "2021-04-15"  # free slots, appointments
 
 DEFAULT_RETRY_AFTER = 10.0  # seconds; GHL's burst window is 10 s and its 429 headers are undocumented
+# A throttled client sleeps through a pause up to this long; past it, it raises RateLimited without
+# sending (the outbox reschedules the task) rather than hold a worker.
+MAX_THROTTLE_SLEEP = 15.0
 MAX_SLOT_RANGE_MS = 31 * 24 * 3600 * 1000  # free-slots refuses wider ranges
 _DATE_KEY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -131,8 +142,9 @@ class GhlClient:
     """GHL API v2 for one location.
 
     Live-call paths (a caller is waiting) pass `read_timeout=settings.GHL_LIVE_READ_TIMEOUT`.
-    Background jobs pass `throttle=True` so the client waits out a spent burst window instead of
-    collecting 429s; `sleep` and `clock` are injectable for tests.
+    Background jobs pass `throttle=True` so the client waits out a spent burst window (seen by any
+    process, see the module docstring) instead of collecting 429s; `sleep` and `clock` (wall-clock
+    seconds, comparable across processes) are injectable for tests.
     """
 
     def __init__(
@@ -146,7 +158,7 @@ class GhlClient:
         throttle=False,
         session=None,
         sleep=time.sleep,
-        clock=time.monotonic,
+        clock=time.time,
     ):
         if not token:
             raise NotConfigured(f"GHL token is not configured for location {location_id or '(none)'}")
@@ -165,7 +177,7 @@ class GhlClient:
         self.rate_limit = RateLimit()
         self._sleep = sleep
         self._clock = clock
-        self._last_response_at = None
+        self._paused_until = 0.0  # what this client saw itself, in case the cache is unavailable
 
     def __repr__(self):
         return f"<GhlClient location={self.location_id}>"
@@ -359,8 +371,11 @@ class GhlClient:
                 watch.seconds += time.perf_counter() - started
                 watch.requests += 1
 
-        self._last_response_at = self._clock()
         self.rate_limit = RateLimit.from_headers(response.headers)
+        remaining = self.rate_limit.remaining
+        if remaining is not None and remaining <= settings.GHL_BACKGROUND_RESERVE:
+            # GHL does not say when the burst window started: pause a whole interval from now.
+            self._pause_background((self.rate_limit.interval_ms or DEFAULT_RETRY_AFTER * 1000) / 1000)
         body = _parse_body(response)
         if response.status_code not in expected:
             raise self._error(method, path, response, body)
@@ -405,13 +420,33 @@ class GhlClient:
             return self.rate_limit.interval_ms / 1000
         return DEFAULT_RETRY_AFTER
 
+    @property
+    def _pause_key(self):
+        return f"ghl-rate-pause:{self.location_id}"
+
+    def _pause_background(self, seconds):
+        """Tell every throttled client of this location (in any process sharing the cache) to wait."""
+        until = self._clock() + seconds
+        self._paused_until = max(self._paused_until, until)
+        try:
+            cache.set(self._pause_key, until, timeout=int(seconds) + 1)
+        except Exception:  # noqa: BLE001 - the cache is an optimisation: GHL's 429s remain the backstop
+            log.warning("could not share a GHL rate-limit pause for %s", self.location_id, exc_info=True)
+
     def _wait_for_burst_window(self):
-        # GHL does not say when the burst window started, so wait a whole interval from the
-        # response that reported it spent: conservative, and never a 429.
-        if self.rate_limit.remaining != 0 or self._last_response_at is None:
-            return
-        interval = (self.rate_limit.interval_ms or DEFAULT_RETRY_AFTER * 1000) / 1000
-        wait = self._last_response_at + interval - self._clock()
+        """Sleep until a pause any client reported is over; raise RateLimited if that is too long."""
+        try:
+            shared = cache.get(self._pause_key) or 0.0
+        except Exception:  # noqa: BLE001
+            log.warning("could not read the GHL rate-limit pause for %s", self.location_id, exc_info=True)
+            shared = 0.0
+        wait = max(self._paused_until, shared) - self._clock()
+        if wait > MAX_THROTTLE_SLEEP:
+            raise RateLimited(
+                f"GHL rate limit for {self.location_id} spent: paused for {wait:.0f} s",
+                vendor=VENDOR,
+                retry_after=wait,
+            )
         if wait > 0:
             self._sleep(wait)
 

@@ -149,6 +149,9 @@ GHL_CONNECT_TIMEOUT = env.float("GHL_CONNECT_TIMEOUT", default=3.05)
 GHL_READ_TIMEOUT = env.float("GHL_READ_TIMEOUT", default=15.0)
 # Live-call paths (inbound routing, in-call tools) use a shorter read timeout: a caller is waiting.
 GHL_LIVE_READ_TIMEOUT = env.float("GHL_LIVE_READ_TIMEOUT", default=5.0)
+# Background GHL work (post-call sync) pauses for the burst window once GHL reports this many requests
+# left or fewer, leaving them to live calls. The pause is shared through the cache (Redis: all processes).
+GHL_BACKGROUND_RESERVE = env.int("GHL_BACKGROUND_RESERVE", default=0)
 DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", default="US")
 # The built-in GHL sandbox (integrations/sandbox): GHL requests are answered in-process from its own
 # tables, nothing goes to GHL, no token is needed. For trying the product and staging new agents.

@@ -28,6 +28,7 @@ from datetime import timedelta
 import pytest
 import requests
 import responses
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -180,8 +181,9 @@ def test_the_outbox_retries_after_a_fault_and_then_writes_one_note(client, ghl_f
     assert Call.objects.get().ghl_sync_status == "pending"
     assert outbox.run_due_tasks(now=now + timedelta(seconds=5)) == 0  # not due yet: GHL is left alone
 
-    # GHL recovers.
+    # GHL recovers, and the rate-limit pause the 429 shared (real time, in the cache) is long over.
     settings.GHL_BASE_URL = real_ghl
+    cache.clear()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         ghl = FakeGhl(rsps)
         assert outbox.run_due_tasks(now=now + timedelta(hours=2)) == 1

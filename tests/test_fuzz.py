@@ -12,8 +12,11 @@ another type, huge strings, any unicode (NUL and lone surrogates included, escap
 that are not UTF-8, truncated JSON, other HTTP methods; and for authentication: no signature or secret,
 junk, a wrong key, a stale or future timestamp, a signature of another body (replayed).
 
-Adding an endpoint is one entry in ENDPOINTS (plus an `Auth` if it authenticates in a new way), e.g.
-for the MCP server: `Endpoint("mcp", "/api/mcp", MCP_BEARER, jsonrpc_requests(), recorded=...)`.
+The MCP server (`/api/mcp`) answers past its token gate in JSON-RPC: there a 4xx carries a JSON-RPC
+error object (`{"jsonrpc", "id", "error": {"code", "message"}}`) instead of `{"error", "message"}`.
+The catch-all `/api/<anything>` is fuzzed as a public endpoint.
+
+Adding an endpoint is one entry in ENDPOINTS (plus an `Auth` if it authenticates in a new way).
 """
 
 import json
@@ -30,14 +33,17 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from calls.models import Call, CallEvent, RoutingDecision, ToolInvocation
-from integrations.models import OutboundCallRequest, OutboundCampaign
+from integrations.models import McpToken, OutboundCallRequest, OutboundCampaign
 from integrations.signatures import sign_retell_body
+from retellghl.api import parse_json_body
 from tests.conftest import fixture_json
+from tests.mcp.support import make_token
 from tests.real_sockets import closed_port_url
 from tests.tools.support import make_tool
 
 SIGNATURE = "HTTP_X_RETELL_SIGNATURE"
 SECRET = "HTTP_X_WEBHOOK_SECRET"
+BEARER = "HTTP_AUTHORIZATION"
 STORED = [Call, CallEvent, RoutingDecision, ToolInvocation, OutboundCallRequest, Schedule]
 # Sized so the whole module runs in well under a minute on two cores.
 FUZZ = hypothesis_settings(
@@ -174,6 +180,17 @@ CAMPAIGN_SECRET = Auth(
         st.just(lambda body, world: {SECRET: world["secret"][:-1]}),
     ),
 )
+MCP_BEARER = Auth(
+    genuine=lambda body, world: {BEARER: f"Bearer {world['mcp_secret']}"},
+    forged=st.one_of(
+        st.just(lambda body, world: {}),
+        st.text(max_size=80).map(lambda junk: lambda body, world: {BEARER: f"Bearer {junk}"}),
+        st.text(max_size=80).map(lambda junk: lambda body, world: {BEARER: junk}),
+        st.just(lambda body, world: {BEARER: f"Bearer {world['mcp_disabled_secret']}"}),  # a disabled token
+        st.just(lambda body, world: {BEARER: f"Bearer {world['mcp_secret'][:-1]}"}),
+        st.just(lambda body, world: {BEARER: f"Basic {world['mcp_secret']}"}),  # the wrong scheme
+    ),
+)
 PUBLIC = Auth(genuine=lambda body, world: {}, forged=st.nothing())
 
 
@@ -267,6 +284,34 @@ def workflow_webhooks(draw):
     return payload
 
 
+@st.composite
+def mcp_tool_calls(draw):
+    """A JSON-RPC tools/call of check_availability, whatever its id and arguments."""
+    return {
+        "jsonrpc": "2.0",
+        "id": draw(st.integers(-(2**53), 2**53) | st.text(max_size=40)),
+        "method": "tools/call",
+        "params": {
+            "name": "check_availability",
+            "arguments": draw(
+                st.dictionaries(
+                    st.sampled_from(["date", "end_date", "time_of_day", "timezone"]) | st.text(max_size=10),
+                    strict_json_values,
+                    max_size=5,
+                )
+            ),
+        },
+    }
+
+
+MCP_SAMPLE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/call",
+    "params": {"name": "check_availability", "arguments": {"date": "2025-11-03", "time_of_day": "morning"}},
+}
+
+
 def retell_event_recorded(payload, response):
     return (
         response.status_code == 204
@@ -297,6 +342,18 @@ def outbound_recorded(payload, response):
     )
 
 
+def mcp_tool_call_recorded(payload, response):
+    """A result (isError or not) for this request's id, and the invocation logged with its answer."""
+    if response.status_code != 200:
+        return False
+    answer = response.json()
+    sent_id = parse_json_body(encode({"id": payload["id"]}))["id"]  # NUL and lone surrogates become U+FFFD
+    if answer.get("id") != sent_id or "result" not in answer:
+        return False
+    latest = ToolInvocation.objects.filter(source="mcp").order_by("-pk").first()
+    return latest is not None and latest.result == answer["result"]["structuredContent"]
+
+
 # --- The endpoints -------------------------------------------------------------------------------
 
 
@@ -310,6 +367,7 @@ class Endpoint:
     recorded: Callable | None = None  # (payload, response) -> the request left its record
     methods: tuple = ("POST",)
     max_body: int = 25 * 1024 * 1024  # the endpoint's documented bound (413 past it)
+    jsonrpc: bool = False  # past authentication, errors are JSON-RPC error objects (MCP)
 
 
 ENDPOINTS = [
@@ -317,7 +375,9 @@ ENDPOINTS = [
     Endpoint("inbound", "/api/webhooks/inbound", RETELL_SIGNATURE, fixture_json("retell_call_inbound"), inbound_requests(), inbound_recorded),  # noqa: E501
     Endpoint("custom function", "/api/functions/check_availability", RETELL_SIGNATURE, fixture_json("retell_custom_function"), function_calls(), function_recorded),  # noqa: E501
     Endpoint("ghl outbound", "/api/webhooks/ghl/outbound/fuzz", CAMPAIGN_SECRET, fixture_json("ghl_workflow_webhook"), workflow_webhooks(), outbound_recorded, max_body=1024 * 1024),  # noqa: E501
+    Endpoint("mcp", "/api/mcp", MCP_BEARER, MCP_SAMPLE, mcp_tool_calls(), mcp_tool_call_recorded, max_body=1024 * 1024, jsonrpc=True),  # noqa: E501
     Endpoint("healthz", "/healthz", PUBLIC, None, methods=("GET",)),
+    Endpoint("unknown api path", "/api/webhooks/nope", PUBLIC, None, methods=("POST", "GET")),
 ]  # fmt: skip
 ALL = pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[endpoint.name for endpoint in ENDPOINTS])
 AUTHENTICATED = [endpoint for endpoint in ENDPOINTS if endpoint.auth is not PUBLIC]
@@ -330,7 +390,9 @@ def world(db, settings, agent):
     settings.GHL_BASE_URL = closed_port_url()
     settings.RETELL_BASE_URL = closed_port_url()
     cache.clear()
-    make_tool("check_availability", config={"calendar_id": "cal_Cleanings01"})
+    make_tool("check_availability", config={"calendar_id": "cal_Cleanings01"}, expose_over_mcp=True)
+    _, mcp_secret = make_token("Fuzz", agent.location)
+    _, mcp_disabled_secret = make_token("Fuzz (disabled)", agent.location, enabled=False)
     campaign = OutboundCampaign(
         slug="fuzz", name="Fuzz", agent=agent, location=agent.location, from_number="+14155550100"
     )
@@ -341,23 +403,36 @@ def world(db, settings, agent):
     )
     other_secret = other.set_new_secret()
     other.save()
-    return {"secret": secret, "other_secret": other_secret}
+    return {
+        "secret": secret,
+        "other_secret": other_secret,
+        "mcp_secret": mcp_secret,
+        "mcp_disabled_secret": mcp_disabled_secret,
+    }
 
 
 def counts():
-    return {model.__name__: model.objects.count() for model in STORED}
+    stored = {model.__name__: model.objects.count() for model in STORED}
+    # An MCP token is stamped when used: a refused request must not touch any.
+    stored["McpToken used"] = McpToken.objects.filter(last_used_at__isnull=False).count()
+    return stored
 
 
 def send(client, endpoint, method, body, headers):
     return client.generic(method, endpoint.path, data=body, content_type="application/json", **headers)
 
 
-def assert_well_formed(response):
-    """Never a 5xx; every 4xx is a JSON error with a code and a message."""
+def assert_well_formed(response, *, jsonrpc=False):
+    """Never a 5xx; every 4xx is a JSON error with a code and a message (for MCP: our gate's, or a
+    JSON-RPC error object)."""
     assert response.status_code < 500, (response.status_code, response.content[:500])
     if 400 <= response.status_code < 500:
         assert response["Content-Type"].startswith("application/json"), response.content[:200]
         body = json.loads(response.content)
+        if jsonrpc and isinstance(body.get("error"), dict):
+            assert body.get("jsonrpc") == "2.0" and isinstance(body["error"].get("code"), int)
+            assert isinstance(body["error"].get("message"), str) and body["error"]["message"]
+            return
         assert isinstance(body.get("error"), str) and body["error"]
         assert isinstance(body.get("message"), str) and body["message"]
 
@@ -378,7 +453,7 @@ def test_unauthenticated_requests_get_a_json_4xx_and_store_nothing(client, world
 
     response = send(client, endpoint, method, body, forge(body, world))
 
-    assert_well_formed(response)
+    assert_well_formed(response, jsonrpc=endpoint.jsonrpc)
     assert 400 <= response.status_code < 500
     assert counts() == before
 
@@ -395,7 +470,7 @@ def test_authenticated_garbage_is_never_a_5xx_and_every_4xx_is_json(client, worl
 
     response = send(client, endpoint, method, body, endpoint.auth.genuine(body, world))
 
-    assert_well_formed(response)
+    assert_well_formed(response, jsonrpc=endpoint.jsonrpc)
 
 
 @pytest.mark.django_db
@@ -431,5 +506,5 @@ def test_authenticated_requests_of_the_right_shape_are_never_lost(client, world,
 
     response = send(client, endpoint, "POST", body, endpoint.auth.genuine(body, world))
 
-    assert_well_formed(response)
+    assert_well_formed(response, jsonrpc=endpoint.jsonrpc)
     assert endpoint.recorded(payload, response), (response.status_code, response.content[:300])

@@ -689,3 +689,73 @@ def test_without_throttle_a_spent_window_does_not_sleep(ghl):
     client.get_contact("c_Dana7Lee01")
 
     assert fake.slept == []
+
+
+# --- The burst budget is shared: what one client learns, every throttled client of the location obeys --
+
+
+def test_a_spent_window_seen_by_any_client_pauses_every_throttled_client_of_the_location(ghl):
+    fake = FakeTime()
+
+    def new_client(location=LOCATION, *, throttle=True):
+        return GhlClient(
+            token=TOKEN,
+            location_id=location,
+            base_url=BASE,
+            throttle=throttle,
+            sleep=fake.sleep,
+            clock=fake.clock,
+        )
+
+    ghl.get(f"{BASE}/contacts/c_Dana7Lee01", json=ghl_fixture("contact"), headers=SPENT)
+    ghl.get(f"{BASE}/contacts/c_Dana7Lee01", json=ghl_fixture("contact"))
+
+    new_client(throttle=False).get_contact("c_Dana7Lee01")  # a live lookup (another worker) spends it
+    new_client(throttle=False).get_contact("c_Dana7Lee01")  # live paths never wait
+    new_client("loc_SunnySmiles02").get_contact("c_Dana7Lee01")  # another location's budget is its own
+    assert fake.slept == []
+    fake.now += 4.0
+    new_client().get_contact("c_Dana7Lee01")  # a background task's first request
+    assert fake.slept == [6.0]
+
+
+def test_a_pause_longer_than_a_worker_should_sleep_is_a_rate_limit_without_a_request(ghl):
+    fake = FakeTime()
+    long_window = {**SPENT, "X-RateLimit-Interval-Milliseconds": "60000"}
+    ghl.get(
+        f"{BASE}/contacts/c_Dana7Lee01",
+        status=429,
+        json={"message": "Too Many Requests"},
+        headers=long_window,
+    )
+    live = GhlClient(token=TOKEN, location_id=LOCATION, base_url=BASE, sleep=fake.sleep, clock=fake.clock)
+    with pytest.raises(RateLimited):
+        live.get_contact("c_Dana7Lee01")
+
+    background = GhlClient(
+        token=TOKEN, location_id=LOCATION, base_url=BASE, throttle=True, sleep=fake.sleep, clock=fake.clock
+    )
+    with pytest.raises(RateLimited) as raised:
+        background.get_contact("c_Dana7Lee01")  # nothing registered: a request would fail the mock
+    assert raised.value.retry_after == 60.0 and fake.slept == []
+    assert len(ghl.calls) == 1
+
+
+def test_without_a_working_cache_a_client_still_paces_itself(ghl, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    fake = FakeTime()
+    client = GhlClient(
+        token=TOKEN, location_id=LOCATION, base_url=BASE, throttle=True, sleep=fake.sleep, clock=fake.clock
+    )
+    ghl.get(f"{BASE}/contacts/c_Dana7Lee01", json=ghl_fixture("contact"), headers=SPENT)
+    ghl.get(f"{BASE}/contacts/c_Dana7Lee01", json=ghl_fixture("contact"))
+
+    client.get_contact("c_Dana7Lee01")
+    client.get_contact("c_Dana7Lee01")
+
+    assert fake.slept == [10.0]

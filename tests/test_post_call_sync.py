@@ -2,11 +2,13 @@
 
 import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 import responses
-from django.db import connection
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.utils import timezone
 
 from calls import outbox
@@ -148,6 +150,7 @@ def test_429_then_success_waits_as_ghl_asked_and_writes_once(client, ghl, agent)
     assert Call.objects.get().ghl_sync_status == "pending"
 
     assert outbox.run_due_tasks(now=now + timedelta(seconds=100)) == 0  # not due yet
+    cache.clear()  # the shared rate-limit pause is on the wall clock: stands in for the 2 minutes passing
     outbox.run_due_tasks(now=now + timedelta(minutes=2))
     task.refresh_from_db()
     assert task.status == "done" and task.attempts == 2 and task.last_error == ""
@@ -469,3 +472,44 @@ def test_a_broker_outage_after_commit_still_acknowledges_the_stored_event(
 
     assert response.status_code == 204
     assert CallEvent.objects.get().status == "received"
+
+
+@pytest.mark.postgres_only
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL and real concurrency")
+@pytest.mark.django_db(transaction=True)
+def test_two_tasks_finishing_at_once_leave_the_call_synced(agent):
+    """Found on the product tour: a call whose tasks were all done stayed "pending" for good, because a
+    refresh that read the tasks before the other worker's task finished wrote its answer last."""
+    call = Call.objects.create(call_id="call_race_sync", agent=agent)
+    note = GhlSyncTask.objects.create(call=call, kind="note", dedupe_key="race:note", status="done")
+    tags = GhlSyncTask.objects.create(call=call, kind="tags", dedupe_key="race:tags", status="running")
+    in_transaction, finish = threading.Event(), threading.Event()
+
+    def other_worker_finishing_tags():  # holds the call row while its task turns done, as a save may
+        try:
+            with transaction.atomic():
+                Call.objects.select_for_update().get(pk=call.pk)
+                GhlSyncTask.objects.filter(pk=tags.pk).update(status="done")
+                in_transaction.set()
+                finish.wait(5)
+        finally:
+            connection.close()
+
+    def refresh():
+        try:
+            outbox.refresh_call_sync_status(call.pk)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=other_worker_finishing_tags)
+    other.start()
+    assert in_transaction.wait(5)
+    refresher = threading.Thread(target=refresh)  # this worker just finished the note task
+    refresher.start()
+    time.sleep(0.3)  # let it read (unlocked, it would see the tags task still running)
+    finish.set()
+    other.join()
+    refresher.join()
+
+    assert note.pk and GhlSyncTask.objects.filter(call=call).exclude(status="done").count() == 0
+    assert Call.objects.get(pk=call.pk).ghl_sync_status == "synced"

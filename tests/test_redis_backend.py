@@ -88,3 +88,34 @@ def test_enqueueing_reuses_one_redis_connection_per_process():
     assert after - before <= 1  # the INFO call's own connection may be counted
     assert broker().queue_size() == 21
     broker().purge_queue()
+
+
+def test_a_spent_ghl_window_seen_by_another_process_pauses_this_ones_background_client():
+    """GHL's burst budget is per location: a worker process that sees it spent tells all the others."""
+    import os
+    import subprocess
+    import sys
+
+    import responses
+
+    from integrations.errors import RateLimited
+    from integrations.ghl import GhlClient
+
+    base, location = "https://ghl.test", "loc_SharedBudget"
+    other_process = f"""
+import django, responses
+django.setup()
+from integrations.ghl import GhlClient
+with responses.RequestsMock() as ghl:
+    spent = {{"X-RateLimit-Remaining": "0", "X-RateLimit-Interval-Milliseconds": "60000"}}
+    ghl.get("{base}/contacts/c_1", json={{"contact": {{"id": "c_1"}}}}, headers=spent)
+    GhlClient(token="pit-x", location_id="{location}", base_url="{base}").get_contact("c_1")
+"""
+    cache.delete(f"ghl-rate-pause:{location}")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "retellghl.settings_test", "REDIS_URL": settings.REDIS_URL}
+    subprocess.run([sys.executable, "-c", other_process], env=env, check=True, timeout=60)
+
+    with responses.RequestsMock() as ghl, pytest.raises(RateLimited) as raised:  # no request may leave
+        GhlClient(token="pit-x", location_id=location, base_url=base, throttle=True).get_contact("c_1")
+    assert 50 < raised.value.retry_after <= 60 and not ghl.calls
+    cache.delete(f"ghl-rate-pause:{location}")

@@ -23,11 +23,12 @@ An `MCP-Protocol-Version` header we do not support is refused with 400 and
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from retellghl.api import parse_json_body
 
 logger = logging.getLogger(__name__)
 
@@ -131,17 +132,15 @@ def handle(body: bytes, headers: Mapping[str, str], tools: ToolBackend) -> Reply
 
 
 def _decode(body):
-    """The JSON value of `body`; ValueError for anything that is not strict JSON."""
+    """The JSON value of `body`; ValueError for anything that is not strict JSON.
+
+    Parsed like every other endpoint's body: NUL and lone surrogates (only expressible as \\u escapes)
+    become U+FFFD, so an id echoed back can be written as UTF-8 and tool arguments can be logged on
+    PostgreSQL.
+    """
     if not body or not body.strip():
         raise ValueError("empty body")
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except RecursionError:  # absurdly deep nesting; the body size bounds the work before this
-        raise ValueError("nested too deeply") from None
-
-
-def _reject_constant(name):
-    raise ValueError(f"{name} is not JSON")
+    return parse_json_body(body)  # InvalidJson is a ValueError
 
 
 def _readable_id(message):

@@ -295,6 +295,30 @@ def test_absurd_nesting_is_a_parse_error_not_a_crash(client, token):
     assert rpc_error(response) == (None, protocol.PARSE_ERROR)
 
 
+@pytest.mark.parametrize("escape", ["\\ud800", "\\u0000"])
+def test_nul_and_lone_surrogates_in_an_id_are_answered_not_a_crash(client, token, escape):
+    # A lone surrogate has no UTF-8 form: echoed as is, it made the response unwritable (a 500).
+    body = '{"jsonrpc": "2.0", "id": "a' + escape + 'b", "method": "ping"}'
+    response = post(client, body, secret=token[1])
+
+    assert response.status_code == 200
+    assert response.json() == {"jsonrpc": "2.0", "id": "a\ufffdb", "result": {}}
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\u0000"])
+def test_nul_and_lone_surrogates_in_arguments_are_logged(client, token, mcp_tools, escape):
+    # PostgreSQL's jsonb holds neither: the invocation's log line used to be lost there.
+    body = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "check_availability", '
+    body += '"arguments": {"date": "' + escape + '"}}}'
+    response = post(client, body, secret=token[1])
+
+    result = response.json()["result"]
+    assert result["isError"] is True and result["structuredContent"]["error"] == "invalid_arguments"
+    invocation = ToolInvocation.objects.get()
+    assert invocation.arguments == {"date": "\ufffd"}
+    assert invocation.result == result["structuredContent"]
+
+
 @pytest.mark.parametrize(
     ("message", "expected_id"),
     [
