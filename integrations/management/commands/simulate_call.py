@@ -1,9 +1,11 @@
 import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.sandbox.seed import DANA_PHONE, DEMO_LINE, RECEPTION_AGENT_ID
+from integrations.sandbox.seed import DANA_PHONE, DEMO_LINE, RECEPTION_AGENT_ID, SANDBOX_TIMEZONE
 from integrations.simulator import CallSimulator, ServerUnreachable
 
 
@@ -26,7 +28,10 @@ class Command(BaseCommand):
             "--to", dest="to_number", default=DEMO_LINE, help="Dialled number (default: %(default)s)."
         )
         parser.add_argument(
-            "--agent", default=RECEPTION_AGENT_ID, help="The number's Retell agent (default: %(default)s)."
+            "--agent",
+            default=RECEPTION_AGENT_ID,
+            help="The agent Retell has on the number (default: %(default)s). The server's routing still "
+            "decides who answers: the number's default agent, or a rule's.",
         )
         parser.add_argument(
             "--api-key",
@@ -65,6 +70,8 @@ class Command(BaseCommand):
             out_of_order=options["out_of_order"],
             booking=not options["no_booking"],
             timeout=options["timeout"],
+            # "Tomorrow" where the demo calendar is, not on this machine's clock.
+            today=datetime.now(ZoneInfo(SANDBOX_TIMEZONE)).date(),
             on_step=None if as_json else self._print_step,
         )
         if not as_json:
