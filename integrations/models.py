@@ -840,19 +840,6 @@ class ToolDefinition(models.Model):
 MCP_TOKEN_PREFIX = "mcp_"
 
 
-class McpTokenQuerySet(models.QuerySet):
-    def find(self, presented):
-        """The enabled token whose secret is `presented` (with its location), or None."""
-        if not presented or not presented.startswith(MCP_TOKEN_PREFIX) or len(presented) > 256:
-            return None
-        return (
-            self.filter(token_hash=_sha256(presented), enabled=True)
-            .select_related("location")
-            .annotate(tool_count=models.Count("tools"))
-            .first()
-        )
-
-
 class McpToken(models.Model):
     """A bearer token for the MCP tool server (`/api/mcp`): one client, one GHL location, some tools.
 
@@ -883,14 +870,23 @@ class McpToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = McpTokenQuerySet.as_manager()
-
     class Meta:
         ordering = ["name"]
         verbose_name = "MCP token"
 
     def __str__(self):
         return f"{self.name} ({self.token_hint}…)"
+
+    @staticmethod
+    def hash_of(presented):
+        """The stored hash a presented secret would have, or None when it cannot be one of ours."""
+        if (
+            not isinstance(presented, str)
+            or not presented.startswith(MCP_TOKEN_PREFIX)
+            or len(presented) > 256
+        ):
+            return None
+        return _sha256(presented)
 
     def set_new_token(self):
         """Generate, store (hashed) and return a new token. The caller shows it once; it is never kept."""

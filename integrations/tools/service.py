@@ -143,7 +143,7 @@ def custom_function_request(tool_name, body):
     if definition.restricted and not definition.agent_allowed:
         who = f"agent {agent_id!r}" if agent_id else "a request without a call object (args_at_root)"
         raise ToolUnavailable(403, "agent_not_allowed", f"Tool {tool_name!r} is not enabled for {who}.")
-    location = _cached_location(definition.effective_location_id, definition.effective_location_stamp)
+    location = cached_location(definition.effective_location_id, definition.effective_location_stamp)
     context = ToolContext.from_retell_call(call, location=location)
     return run_tool(definition, arguments, context)
 
@@ -202,7 +202,7 @@ def _lookup_sql():
 _locations = {}  # location pk → (updated_at as the lookup query returned it, GhlLocation)
 
 
-def _cached_location(pk, stamp):
+def cached_location(pk, stamp):
     """The location with this pk, reused across requests until its row changes (token, timezone...)."""
     if pk is None:
         return None
