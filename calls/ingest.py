@@ -229,7 +229,8 @@ def merge_call_data(call, data, event_name):
     # transcript_updated carries partial snapshots; once the call has ended, only the final
     # transcript of call_ended/call_analyzed may replace what we hold.
     final = event_name in ("call_ended", "call_analyzed") or data.get("call_status") == "ended"
-    if final or STATUS_RANK.get(call.status, 0) < STATUS_RANK["ended"]:
+    live = STATUS_RANK.get(call.status, 0) < STATUS_RANK["ended"]
+    if final or (live and not _is_older_snapshot(call, data)):
         _set_if_present(call, "transcript", data.get("transcript"))
         _set_if_present(call, "transcript_object", data.get("transcript_object"), list)
         _set_if_present(call, "transcript_with_tool_calls", data.get("transcript_with_tool_calls"), list)
@@ -275,6 +276,19 @@ def merge_call_data(call, data, event_name):
         call.location_id = call.agent.location_id
     if call.agent is None and call.ghl_sync_status == Call.SyncStatus.PENDING:
         call.ghl_sync_status = Call.SyncStatus.SKIPPED  # no agent configured: nothing will sync
+
+
+def _is_older_snapshot(call, data):
+    """A live transcript only grows: a snapshot with fewer turns, or as many turns and less text, than
+    the one we hold was taken earlier and arrived late (deliveries are not ordered)."""
+
+    def size(text, *turn_lists):
+        turns = max((len(turns) for turns in turn_lists if isinstance(turns, list)), default=0)
+        return turns, len(text) if isinstance(text, str) else 0
+
+    held = size(call.transcript, call.transcript_object, call.transcript_with_tool_calls)
+    new = size(data.get("transcript"), data.get("transcript_object"), data.get("transcript_with_tool_calls"))
+    return new < held
 
 
 def _set_if_present(obj, field, value, kind=str):

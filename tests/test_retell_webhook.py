@@ -133,6 +133,20 @@ def test_transcript_updates_are_all_kept_and_the_latest_wins(client):
 
 
 @pytest.mark.django_db
+def test_an_older_transcript_snapshot_arriving_late_does_not_replace_a_newer_one(client):
+    newer = fixture_json("retell_transcript_updated")
+    older = json.loads(json.dumps(newer))
+    older["call"]["transcript_with_tool_calls"] = older["call"]["transcript_with_tool_calls"][:-1]
+    older["call"]["transcript"] = older["call"]["transcript"][:20]
+    post_signed(client, URL, newer)
+    post_signed(client, URL, older)  # taken first, delivered second
+    call = Call.objects.get()
+    assert CallEvent.objects.filter(event="transcript_updated").count() == 2  # both kept verbatim
+    assert call.transcript == newer["call"]["transcript"]
+    assert call.transcript_with_tool_calls == newer["call"]["transcript_with_tool_calls"]
+
+
+@pytest.mark.django_db
 def test_late_transcript_update_does_not_replace_the_final_transcript(client):
     post_signed(client, URL, fixture_bytes("retell_call_ended"))
     final = Call.objects.get().transcript
