@@ -584,6 +584,13 @@ def test_call_page_shows_the_routing_decision(staff_client):
     assert "GHL failed, so only rules that need no contact were tried: GHL timed out" in routing
     assert "default route answered" not in routing
 
+    # The agent it routed to is named when it is the call's agent (it usually is).
+    vip = Agent.objects.create(retell_agent_id="agent_vip", name="VIP concierge")
+    routed = make_call(4, agent=vip)
+    routing_decision(call=routed)
+    routing = staff_client.get("/calls/call_0004/").content.decode().split('id="routing"')[1]
+    assert "<dt>Agent</dt><dd>VIP concierge</dd>" in routing
+
 
 @pytest.mark.django_db
 def test_dashboard_lists_inbound_fallbacks(staff_client):
