@@ -157,6 +157,13 @@ class CallEvent(models.Model):
                 name="callevent_unique_dedupe_key",
             )
         ]
+        indexes = [
+            # The sweeper's every-minute look for events whose processing was lost: only the few rows
+            # still "received", not a day of events (transcript_updated alone is dozens per call).
+            models.Index(
+                fields=["received_at"], condition=Q(status="received"), name="callevent_awaiting_processing"
+            )
+        ]
 
     def __str__(self):
         return f"{self.event or '?'} {self.retell_call_id}".strip()
