@@ -4,6 +4,7 @@ Every variable is documented in `.env.example`. Integrations are off until confi
 vendor secret raises `integrations.errors.NotConfigured` where the feature is used, never at import.
 """
 
+import sys
 from pathlib import Path
 
 import environ
@@ -14,12 +15,17 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# A development key is only acceptable with DEBUG on; production must set SECRET_KEY.
+# A development key is only acceptable with DEBUG on; production must set SECRET_KEY. Commands that
+# read only the code, never a secret or a row (`makemigrations --check` on a bare clone), run without it.
+CODE_ONLY_COMMANDS = {"makemigrations", "help", "version", "--help", "--version"}
 SECRET_KEY = env("SECRET_KEY", default="dev-insecure-key-change-me" if DEBUG else None)
 if SECRET_KEY is None:
-    from django.core.exceptions import ImproperlyConfigured
+    if len(sys.argv) > 1 and sys.argv[1] in CODE_ONLY_COMMANDS:
+        SECRET_KEY = "unset-code-only-command"
+    else:
+        from django.core.exceptions import ImproperlyConfigured
 
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example).")
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example).")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -235,6 +235,12 @@ def test_check_deploy_warns_about_a_missing_or_bad_encryption_key(tmp_path, key,
     assert check in result.stderr + result.stdout
 
 
+def test_a_bare_clone_can_check_its_migrations_without_any_secret(tmp_path):
+    result = manage("makemigrations", "--check", "--dry-run", DATABASE_URL=f"sqlite:///{tmp_path / 'db'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No changes detected" in result.stdout
+
+
 def test_production_without_secret_key_refuses_to_start(tmp_path):
     result = manage(
         "check", SECRET_KEY="", DEBUG="false", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}"
