@@ -12,7 +12,6 @@ from importlib import metadata
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
-from django.db.models import Q
 from django.utils import timezone
 
 from integrations.mcp.protocol import UnknownTool
@@ -57,8 +56,9 @@ def _token_sql():
 
 
 @functools.cache
-def _definition_sql(restricted):
-    """The MCP tool named %(name)s that the token may run: `definitions()` narrowed to one name, as SQL."""
+def _definitions_sql(*, restricted, named):
+    """The MCP tools a token may see and run (optionally only the one named %(name)s), as SQL: enabled,
+    exposed over MCP, not pinned to another location, and among the token's tools when it names any."""
     quote = connection.ops.quote_name
     tools, links = quote(ToolDefinition._meta.db_table), quote(McpToken.tools.through._meta.db_table)
     token_names_it = f"""
@@ -67,9 +67,11 @@ def _definition_sql(restricted):
         )"""
     return f"""
         SELECT tool.* FROM {tools} tool
-        WHERE tool.name = %(name)s AND tool.enabled = TRUE AND tool.expose_over_mcp = TRUE
+        WHERE tool.enabled = TRUE AND tool.expose_over_mcp = TRUE
             AND (tool.location_id IS NULL OR tool.location_id = %(location)s)
             {token_names_it if restricted else ""}
+            {"AND tool.name = %(name)s" if named else ""}
+        ORDER BY tool.name
     """
 
 
@@ -98,13 +100,11 @@ class McpToolServer:
             "code; for invalid_arguments, `details` says what to fix."
         )
 
-    def definitions(self):
-        tools = ToolDefinition.objects.mcp_tools().filter(
-            Q(location__isnull=True) | Q(location_id=self.location.pk)
-        )
-        if self.restricted:
-            tools = tools.filter(mcp_tokens=self.token)
-        return tools
+    def definitions(self, name=None):
+        """The definitions this token may use (one query, also run before every tools/call)."""
+        sql = _definitions_sql(restricted=self.restricted, named=name is not None)
+        params = {"name": name, "location": self.location.pk, "token": self.token.pk}
+        return list(ToolDefinition.objects.raw(sql, params))
 
     @property
     def restricted(self):
@@ -115,8 +115,7 @@ class McpToolServer:
         return [describe_tool(definition) for definition in self.definitions() if definition.handler_spec]
 
     def call_tool(self, name, arguments):
-        params = {"name": name, "location": self.location.pk, "token": self.token.pk}
-        definition = next(iter(ToolDefinition.objects.raw(_definition_sql(self.restricted), params)), None)
+        definition = next(iter(self.definitions(name)), None)
         if definition is None or definition.handler_spec is None:
             raise UnknownTool(name)
         context = tool_context.ToolContext(
