@@ -8,8 +8,9 @@ import argparse
 import re
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from django.core.management.base import OutputWrapper
+from django.core.management.base import CommandError, OutputWrapper
 from django.utils import timezone
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -67,6 +68,21 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def write_document(command, text, output, *, summary):
+    """Write an export command's document to the file `output`, or to standard output when it is None
+    or "-". The one-line summary ("Exported <summary>.") follows on standard output after a file, and
+    on standard error otherwise: then the document owns standard output, ready to pipe."""
+    if output and output != "-":
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {output}: {exc}") from None
+        command.stdout.write(f"Exported {summary} to {output}.")
+    else:
+        command.stdout.write(text, ending="")
+        command.stderr.write(f"Exported {summary}.")
 
 
 def format_seconds(seconds):

@@ -1,9 +1,9 @@
-import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from integrations.config_as_code import dump, export_document
+from retellghl.cli import write_document
 
 
 class Command(BaseCommand):
@@ -26,16 +26,7 @@ class Command(BaseCommand):
         counts = ", ".join(
             f"{len(rows)} {section}" for section, rows in document.items() if section != "version"
         )
-        if output and output != "-":
-            try:
-                Path(output).write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise CommandError(f"cannot write {output}: {exc}") from None
-            self.stdout.write(f"Exported {counts} to {output}.")
-        else:
-            self.stdout.write(text, ending="")
-            # The document owns standard output; the summary goes to standard error.
-            sys.stderr.write(f"Exported {counts}.\n")
+        write_document(self, text, output, summary=counts)
 
 
 def format_from_name(name):

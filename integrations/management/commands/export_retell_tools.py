@@ -1,13 +1,13 @@
 """Print the Retell custom-function JSON for an agent's tools, ready to paste into its LLM config."""
 
 import json
-from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from integrations.models import Agent
 from integrations.tools.retell_export import custom_functions_for_agent
+from retellghl.cli import write_document
 
 
 class Command(BaseCommand):
@@ -36,12 +36,4 @@ class Command(BaseCommand):
             )
         tools = custom_functions_for_agent(agent, base_url)
         text = json.dumps({"general_tools": tools} if wrap else tools, indent=2, ensure_ascii=False)
-        if output and output != "-":
-            try:
-                Path(output).write_text(text + "\n", encoding="utf-8")
-            except OSError as exc:
-                raise CommandError(f"cannot write {output}: {exc}") from None
-            self.stdout.write(f"Exported {len(tools)} custom function(s) for {agent} to {output}.")
-            return
-        self.stdout.write(text)
-        self.stderr.write(f"{len(tools)} custom function(s) for {agent}.")
+        write_document(self, text + "\n", output, summary=f"{len(tools)} custom function(s) for {agent}")
