@@ -4,9 +4,10 @@ import zoneinfo
 from datetime import datetime, time, timedelta
 
 from django import forms
+from django.utils.html import format_html, format_html_join
 
 from calls.models import Call
-from integrations.models import Agent
+from integrations.models import Agent, RoutingRule
 
 SENTIMENTS = ["Positive", "Neutral", "Negative", "Unknown"]
 
@@ -24,10 +25,6 @@ class RoutingRuleInput(forms.TextInput):
         super().__init__({"placeholder": "Routing rule", "list": "routing-rule-names", **(attrs or {})})
 
     def render(self, name, value, attrs=None, renderer=None):
-        from django.utils.html import format_html, format_html_join
-
-        from integrations.models import RoutingRule
-
         names = RoutingRule.objects.order_by("priority", "name").values_list("name", flat=True)
         options = format_html_join("", '<option value="{}">', ((rule,) for rule in names))
         field = super().render(name, value, attrs, renderer)
