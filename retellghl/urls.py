@@ -33,7 +33,8 @@ urlpatterns = [
     # The MCP tool server, both spellings served: a redirect would turn the POST into a GET.
     re_path(r"^api/mcp/?$", mcp_endpoint, name="mcp"),
     # Last: a mistyped API URL answers JSON too, not Django's HTML page.
-    re_path(r"^api/(?P<path>.*)$", api_not_found, name="api_not_found"),
+    # (?s): a path may hold an encoded newline (%0A), which `.` alone would not match.
+    re_path(r"^api/(?P<path>(?s:.*))$", api_not_found, name="api_not_found"),
 ]
 
 if settings.BENCH_BASELINE_VIEW:  # bench/run.py only: the floors to compare endpoints with

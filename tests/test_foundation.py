@@ -170,7 +170,9 @@ def test_healthz_answers_other_methods_with_a_json_405_not_a_csrf_page(client, m
     assert response["Allow"] == "GET, HEAD"
 
 
-@pytest.mark.parametrize("url", ["/api/", "/api/functions/", "/api/webhooks/nope", "/api/nothing/here"])
+@pytest.mark.parametrize(
+    "url", ["/api/", "/api/functions/", "/api/webhooks/nope", "/api/nothing/here", "/api/functions/%2F%0A"]
+)
 def test_unknown_api_urls_are_a_json_404(client, url):
     response = client.post(url, data=b"{}", content_type="application/json")
     assert response.status_code == 404 and response.json()["error"] == "not_found"
